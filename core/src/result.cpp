@@ -15,6 +15,7 @@ const char* errorCodeName(ErrorCode code) noexcept {
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kNoSpace: return "no_space";
     case ErrorCode::kConfig: return "config";
+    case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";

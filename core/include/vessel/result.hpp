@@ -21,6 +21,7 @@ enum class ErrorCode {
   kUnavailable,          ///< a dependency is down or answered 5xx (retryable)
   kNoSpace,              ///< storage full
   kConfig,               ///< invalid configuration
+  kCancelled,            ///< stopped on request (shutdown, job cancelled)
   kInternal,             ///< a bug or an unexpected library failure
 };
 
