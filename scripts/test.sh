@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test from nothing on a fresh Debian 12 machine (as root): installs
+# packages, builds, runs unit + integration tests under `meson test`, checks
+# formatting. Prints "N passed, N failed" last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test-deps
+status=0
+meson test -C build --print-errorlogs --num-processes 2 || status=$?
+# clang-format must be clean on our C++ sources.
+fmt_bad=$(git ls-files '*.cpp' '*.hpp' 2>/dev/null | xargs -r clang-format --dry-run 2>&1 | grep -c "warning:" || true)
+if [[ "$fmt_bad" != "0" ]]; then
+  echo "clang-format: $fmt_bad formatting differences (run: git ls-files '*.cpp' '*.hpp' | xargs clang-format -i)" >&2
+  status=1
+fi
+python3 - <<'PY'
+import json
+passed = failed = skipped = 0
+try:
+    with open("build/meson-logs/testlog.json") as f:
+        for line in f:
+            r = json.loads(line)
+            res = r.get("result")
+            if res in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif res == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+except FileNotFoundError:
+    pass
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
