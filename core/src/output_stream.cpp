@@ -87,6 +87,10 @@ gboolean closeFn(GOutputStream* stream, GCancellable* /*c*/, GError** error) {
     result = Error{ErrorCode::kInternal, flush_error->message};
     g_propagate_error(error, flush_error);
     st->writer->abort();
+  } else if (st->commit_on_release && !st->commit_on_release->load()) {
+    // The owner has given up on this output (failure, cancel): never publish it.
+    st->writer->abort();
+    result = Error{ErrorCode::kCancelled, "'" + st->key + "' discarded"};
   } else {
     result = st->writer->commit();
     if (!result.ok()) {

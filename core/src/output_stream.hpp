@@ -27,8 +27,8 @@ using StreamClosedFn =
 using CommitOnRelease = std::shared_ptr<std::atomic<bool>>;
 
 /// Returns a new GOutputStream (full reference, caller owns) that buffers writes
-/// (64 KiB) into `writer`. close() commits; release without close commits only
-/// while `*commit_on_release` is true, and aborts otherwise.
+/// (64 KiB) into `writer`. close(), or release without close, commits only while
+/// `*commit_on_release` is true, and aborts otherwise.
 GOutputStream* newStorageOutputStream(std::unique_ptr<ObjectWriter> writer, std::string key,
                                       StreamClosedFn on_closed, CommitOnRelease commit_on_release);
 

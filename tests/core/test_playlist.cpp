@@ -38,9 +38,9 @@ std::uint64_t bps(double bytes, double duration_s) {
 // ---- Media playlist ---------------------------------------------------------
 
 TEST(MediaPlaylist, HasEveryRequiredTagInOrder) {
-  const std::string text = writeMediaPlaylist(
-      {seg("segment_000.ts", 6.0, 1000), seg("segment_001.ts", 6.0, 1000),
-       seg("segment_002.ts", 2.5, 1000)});
+  const std::string text =
+      writeMediaPlaylist({seg("segment_000.ts", 6.0, 1000), seg("segment_001.ts", 6.0, 1000),
+                          seg("segment_002.ts", 2.5, 1000)});
   EXPECT_EQ(text,
             "#EXTM3U\n"
             "#EXT-X-VERSION:3\n"
@@ -71,8 +71,8 @@ TEST(MediaPlaylist, StartsWithExtM3uAndEndsWithEndList) {
 }
 
 TEST(MediaPlaylist, ExtinfHasThreeDecimals) {
-  const std::string text = writeMediaPlaylist(
-      {seg("a.ts", 5.99999, 1), seg("b.ts", 1.23456, 1), seg("c.ts", 4.0, 1)});
+  const std::string text =
+      writeMediaPlaylist({seg("a.ts", 5.99999, 1), seg("b.ts", 1.23456, 1), seg("c.ts", 4.0, 1)});
   EXPECT_NE(text.find("#EXTINF:6.000,\na.ts\n"), std::string::npos) << text;
   EXPECT_NE(text.find("#EXTINF:1.235,\nb.ts\n"), std::string::npos) << text;
   EXPECT_NE(text.find("#EXTINF:4.000,\nc.ts\n"), std::string::npos) << text;
@@ -122,8 +122,7 @@ TEST(TargetDuration, IsAtLeastOne) {
 TEST(TargetDuration, AppearsInMediaPlaylist) {
   EXPECT_NE(writeMediaPlaylist({seg(6.49, 1)}).find("#EXT-X-TARGETDURATION:6\n"),
             std::string::npos);
-  EXPECT_NE(writeMediaPlaylist({seg(6.5, 1)}).find("#EXT-X-TARGETDURATION:7\n"),
-            std::string::npos);
+  EXPECT_NE(writeMediaPlaylist({seg(6.5, 1)}).find("#EXT-X-TARGETDURATION:7\n"), std::string::npos);
 }
 
 // ---- Peak bit rate (RFC 8216 §4.3.4.2) --------------------------------------
@@ -154,16 +153,14 @@ TEST(PeakBitrate, OneHeavySegmentDominates) {
 
 TEST(PeakBitrate, HeavySegmentAmongShortOnesStillDominates) {
   // Target 6 s, 4 s segments: a single 4 s (≥ 3 s) window is allowed.
-  const std::vector<SegmentInfo> s = {seg(6, 60000), seg(4, 40000), seg(4, 400000),
-                                      seg(4, 40000)};
+  const std::vector<SegmentInfo> s = {seg(6, 60000), seg(4, 40000), seg(4, 400000), seg(4, 40000)};
   EXPECT_EQ(peakBitrateBps(s), bps(400000, 4));
 }
 
 TEST(PeakBitrate, ShortSegmentsAreCombinedUntilHalfATarget) {
   // Target 6 s; the 2 s segments are too short alone, but together (4 s) form a window.
   // Adding the following 6 s segment would make 10 s > 9 s.
-  const std::vector<SegmentInfo> s = {seg(6, 60000), seg(2, 200000), seg(2, 200000),
-                                      seg(6, 60000)};
+  const std::vector<SegmentInfo> s = {seg(6, 60000), seg(2, 200000), seg(2, 200000), seg(6, 60000)};
   EXPECT_EQ(peakBitrateBps(s), bps(400000, 4));
 }
 
