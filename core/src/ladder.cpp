@@ -116,7 +116,7 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
                        std::all_of(rung.name.begin(), rung.name.end(), [](char c) {
                          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
                        });
-      if (!rung.name.empty() && !safe_name) {
+      if (t->get("name") && t->get("name")->is_string() && !safe_name) {
         problem(t->get("name"), "key '" + ctx + "name': use letters, digits, '-' or '_' only");
       }
       if (!names.insert(rung.name).second) {

@@ -9,7 +9,10 @@ namespace vessel {
 
 int targetDurationS(const std::vector<SegmentInfo>& segments) {
   long target = 1;
-  for (const auto& s : segments) target = std::max(target, std::lround(s.duration_s));
+  // Round what we print (3 decimals), not the exact value: a client sees "6.500".
+  for (const auto& s : segments) {
+    target = std::max(target, std::lround(std::round(s.duration_s * 1000) / 1000));
+  }
   return static_cast<int>(target);
 }
 

@@ -445,7 +445,9 @@ TEST_F(GstTest, BundlerPacksFramesWithinLimits) {
     // The bundle starts with the frame whose pts it carries.
     EXPECT_EQ(b.pts % kFrameNs, 0u);
     EXPECT_EQ(b.bytes.front(), static_cast<guint8>(b.pts / kFrameNs));
-    if (GST_CLOCK_TIME_IS_VALID(prev_pts)) EXPECT_GT(b.pts, prev_pts);
+    if (GST_CLOCK_TIME_IS_VALID(prev_pts)) {
+      EXPECT_GT(b.pts, prev_pts);
+    }
     prev_pts = b.pts;
     all.insert(all.end(), b.bytes.begin(), b.bytes.end());
   }
