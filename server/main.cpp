@@ -12,11 +12,10 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vessel/probe.hpp"
 #include "vessel/runtime.hpp"
@@ -160,7 +159,8 @@ int cmdPlugins(const Args& args) {
 }
 
 int cmdProbe(const Args& args) {
-  if (args.positional.size() != 1) return fail(kExitUsage, "probe needs exactly one INPUT (see --help)");
+  if (args.positional.size() != 1)
+    return fail(kExitUsage, "probe needs exactly one INPUT (see --help)");
   auto rt = makeRuntime(args);
   if (!rt.ok()) return fail(kExitConfig, rt.error().message);
   auto timeout = std::chrono::seconds(rt.value()->config().getInt("transcode.probe_timeout_s"));
@@ -212,7 +212,8 @@ int cmdTranscode(const Args& args) {
   if (!rt_result.ok()) return fail(kExitConfig, rt_result.error().message);
   vessel::Runtime& rt = *rt_result.value();
 
-  std::string pipeline = args.pipeline ? *args.pipeline : rt.config().getString("transcode.pipeline");
+  std::string pipeline =
+      args.pipeline ? *args.pipeline : rt.config().getString("transcode.pipeline");
   auto ladder = rt.ladder(pipeline);
   if (!ladder.ok()) {
     return fail(ladder.error().code == vessel::ErrorCode::kNotFound ? kExitUsage : kExitConfig,
@@ -231,7 +232,8 @@ int cmdTranscode(const Args& args) {
       return fail(kExitOutput, "OUTDIR '" + outdir.string() + "' exists and is not a directory");
     }
     if (!fs::is_empty(outdir, ec)) {
-      return fail(kExitOutput, "OUTDIR '" + outdir.string() + "' is not empty; refusing to overwrite");
+      return fail(kExitOutput,
+                  "OUTDIR '" + outdir.string() + "' is not empty; refusing to overwrite");
     }
   }
   if (!fs::is_directory(parent, ec)) {
@@ -243,7 +245,8 @@ int cmdTranscode(const Args& args) {
                                  "' is not writable: " + std::strerror(errno));
   }
 
-  auto probe = vessel::probeFile(input, std::chrono::seconds(rt.config().getInt("transcode.probe_timeout_s")));
+  auto probe = vessel::probeFile(
+      input, std::chrono::seconds(rt.config().getInt("transcode.probe_timeout_s")));
   if (!probe.ok()) {
     int code = exitCodeFor(probe.error().code);
     return fail(code == kExitUsage ? kExitInput : code, probe.error().message);
@@ -296,7 +299,8 @@ int cmdTranscode(const Args& args) {
     return fail(kExitOutput, "cannot move the finished ladder to '" + outdir.string() +
                                  "': " + std::strerror(err));
   }
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const auto& r = result.value();
   std::printf("%s: %zu rungs, %zu segments per rung, %.3f s of audio in %.1f s (%.1fx realtime)\n",
               outdir.c_str(), r.rungs.size(), r.rungs.empty() ? 0 : r.rungs[0].segments.size(),
@@ -309,10 +313,7 @@ void onSignal(int) { g_cancel.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::cerr << kUsage;
-    return fail(kExitUsage, "no command given");
-  }
+  if (argc < 2) return fail(kExitUsage, "no command given (see vessel --help)");
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::cout << kUsage;

@@ -11,6 +11,9 @@ namespace {
 constexpr guint64 kDefaultSegmentNs = 6 * GST_SECOND;
 constexpr guint kDefaultMaxBytes = 8 * 1024;
 constexpr guint64 kDefaultMaxDurationNs = GST_SECOND;
+// A last segment shorter than this joins the one before (which then stays under
+// segment + 0.45 s, so its EXTINF still rounds to the segment length).
+constexpr guint64 kDefaultMinTailNs = 450 * GST_MSECOND;
 
 struct VesselAdtsBundle {
   GstElement parent;
@@ -32,13 +35,26 @@ struct VesselAdtsBundle {
   GstClockTime end;
   guint64 frames;
   guint64 bundles;
+  GstClockTime last_frame_ns;
+  GstClockTime last_pts;
+  guint64 min_tail_ns;
+  std::vector<GstBuffer*>* held;  // frames of a segment not yet committed
+  GstClockTime held_start_rt;
+  guint64 held_ns;
 };
 
 struct VesselAdtsBundleClass {
   GstElementClass parent_class;
 };
 
-enum { PROP_0, PROP_SEGMENT_NS, PROP_MAX_BYTES, PROP_MAX_DURATION_NS, PROP_SPLIT_TARGET };
+enum {
+  PROP_0,
+  PROP_SEGMENT_NS,
+  PROP_MAX_BYTES,
+  PROP_MAX_DURATION_NS,
+  PROP_SPLIT_TARGET,
+  PROP_MIN_TAIL_NS
+};
 
 GType vessel_adts_bundle_get_type();
 #define VESSEL_ADTS_BUNDLE(obj) (reinterpret_cast<VesselAdtsBundle*>(obj))
@@ -47,10 +63,12 @@ G_DEFINE_TYPE(VesselAdtsBundle, vessel_adts_bundle, GST_TYPE_ELEMENT)
 
 GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
     "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS("audio/mpeg, mpegversion=(int)4, stream-format=(string)adts, framed=(boolean)true"));
+    GST_STATIC_CAPS(
+        "audio/mpeg, mpegversion=(int)4, stream-format=(string)adts, framed=(boolean)true"));
 GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS("audio/mpeg, mpegversion=(int)4, stream-format=(string)adts, framed=(boolean)true"));
+    GST_STATIC_CAPS(
+        "audio/mpeg, mpegversion=(int)4, stream-format=(string)adts, framed=(boolean)true"));
 
 GstFlowReturn pushPending(VesselAdtsBundle* self) {
   if (!self->pending) return GST_FLOW_OK;
@@ -68,43 +86,25 @@ GstFlowReturn pushPending(VesselAdtsBundle* self) {
   return gst_pad_push(self->srcpad, out);
 }
 
-GstFlowReturn chain(GstPad* /*pad*/, GstObject* parent, GstBuffer* buffer) {
-  auto* self = VESSEL_ADTS_BUNDLE(parent);
+// Adds one frame to the current bundle, pushing the bundle first if the frame
+// would make it too big or too long.
+GstFlowReturn addFrame(VesselAdtsBundle* self, GstBuffer* buffer) {
   GstClockTime pts = GST_BUFFER_PTS(buffer);
-  GstClockTime rt = GST_CLOCK_TIME_NONE;
-  if (GST_CLOCK_TIME_IS_VALID(pts)) {
-    rt = gst_segment_to_running_time(&self->segment, GST_FORMAT_TIME, pts);
-  }
   GstClockTime dur = GST_BUFFER_DURATION(buffer);
+  if (!GST_CLOCK_TIME_IS_VALID(dur)) dur = self->last_frame_ns;
   gsize size = gst_buffer_get_size(buffer);
-  GstFlowReturn ret = GST_FLOW_OK;
-
-  bool boundary = GST_CLOCK_TIME_IS_VALID(rt) && rt >= self->next_boundary;
-  bool first = self->frames == 0;
   if (self->pending) {
     bool too_big = self->pending_bytes + size > self->max_bytes;
     bool too_long = GST_CLOCK_TIME_IS_VALID(pts) && GST_CLOCK_TIME_IS_VALID(self->pending_start) &&
-                    pts + (GST_CLOCK_TIME_IS_VALID(dur) ? dur : 0) - self->pending_start >
-                        self->max_duration_ns;
-    if (boundary || too_big || too_long) ret = pushPending(self);
-    if (ret != GST_FLOW_OK) {
-      gst_buffer_unref(buffer);
-      return ret;
+                    pts + dur - self->pending_start > self->max_duration_ns;
+    if (too_big || too_long) {
+      GstFlowReturn ret = pushPending(self);
+      if (ret != GST_FLOW_OK) {
+        gst_buffer_unref(buffer);
+        return ret;
+      }
     }
   }
-  if (boundary || first) {
-    if (boundary && !first && self->split_target) {
-      // Ask splitmuxsink to cut exactly at this frame.
-      g_signal_emit_by_name(self->split_target, "split-at-running-time", rt);
-    }
-    while (GST_CLOCK_TIME_IS_VALID(rt) && rt >= self->next_boundary) {
-      self->next_boundary += self->segment_ns;
-    }
-    GST_OBJECT_LOCK(self);
-    self->segment_starts->push_back(first ? 0 : rt);
-    GST_OBJECT_UNLOCK(self);
-  }
-
   if (!self->pending) {
     self->pending = buffer;
     self->pending_start = pts;
@@ -112,14 +112,81 @@ GstFlowReturn chain(GstPad* /*pad*/, GstObject* parent, GstBuffer* buffer) {
     self->pending = gst_buffer_append(self->pending, buffer);
   }
   self->pending_bytes += size;
-  if (GST_CLOCK_TIME_IS_VALID(pts)) {
-    self->pending_end = pts + (GST_CLOCK_TIME_IS_VALID(dur) ? dur : 0);
-  }
-  GST_OBJECT_LOCK(self);
-  self->frames++;
-  if (GST_CLOCK_TIME_IS_VALID(rt)) self->end = rt + (GST_CLOCK_TIME_IS_VALID(dur) ? dur : 0);
-  GST_OBJECT_UNLOCK(self);
+  if (GST_CLOCK_TIME_IS_VALID(pts)) self->pending_end = pts + dur;
   return GST_FLOW_OK;
+}
+
+// Starts the held segment for real: ends the previous bundle, tells splitmuxsink
+// to cut at the held segment's first frame, then bundles the held frames.
+GstFlowReturn commitHeld(VesselAdtsBundle* self, bool split) {
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (split) {
+    ret = pushPending(self);
+    if (self->split_target) {
+      g_signal_emit_by_name(self->split_target, "split-at-running-time", self->held_start_rt);
+    }
+    GST_OBJECT_LOCK(self);
+    self->segment_starts->push_back(self->held_start_rt);
+    GST_OBJECT_UNLOCK(self);
+  }
+  std::vector<GstBuffer*> held;
+  held.swap(*self->held);
+  self->held_ns = 0;
+  for (GstBuffer* b : held) {
+    if (ret == GST_FLOW_OK) {
+      ret = addFrame(self, b);
+    } else {
+      gst_buffer_unref(b);
+    }
+  }
+  return ret;
+}
+
+GstFlowReturn chain(GstPad* /*pad*/, GstObject* parent, GstBuffer* buffer) {
+  auto* self = VESSEL_ADTS_BUNDLE(parent);
+  GstClockTime pts = GST_BUFFER_PTS(buffer);
+  GstClockTime rt = GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID(pts)) {
+    rt = gst_segment_to_running_time(&self->segment, GST_FORMAT_TIME, pts);
+  }
+  // aacparse leaves durations unset; a frame lasts until the next one starts,
+  // and the last one as long as the one before it.
+  GstClockTime dur = GST_BUFFER_DURATION(buffer);
+  if (GST_CLOCK_TIME_IS_VALID(dur) && dur > 0) {
+    self->last_frame_ns = dur;
+  } else {
+    if (GST_CLOCK_TIME_IS_VALID(pts) && GST_CLOCK_TIME_IS_VALID(self->last_pts) &&
+        pts > self->last_pts) {
+      self->last_frame_ns = pts - self->last_pts;
+    }
+    dur = self->last_frame_ns;
+    GST_BUFFER_DURATION(buffer) = dur;
+  }
+  if (GST_CLOCK_TIME_IS_VALID(pts)) self->last_pts = pts;
+  GST_OBJECT_LOCK(self);
+  bool first = self->frames == 0;
+  self->frames++;
+  if (GST_CLOCK_TIME_IS_VALID(rt)) self->end = rt + dur;
+  if (first) self->segment_starts->push_back(0);
+  GST_OBJECT_UNLOCK(self);
+
+  // A frame at or past the next boundary starts a new segment, but we hold that
+  // segment's frames until it is at least min-tail long: if the stream ends
+  // sooner, the tail joins the previous segment instead of making a sliver.
+  bool starts_segment = false;
+  if (self->held->empty() && !first && GST_CLOCK_TIME_IS_VALID(rt) && rt >= self->next_boundary) {
+    while (rt >= self->next_boundary) self->next_boundary += self->segment_ns;
+    self->held_start_rt = rt;
+    starts_segment = true;
+  }
+  if (starts_segment || !self->held->empty()) {
+    self->held->push_back(buffer);
+    self->held_ns =
+        GST_CLOCK_TIME_IS_VALID(rt) ? rt + dur - self->held_start_rt : self->held_ns + dur;
+    if (self->held_ns >= self->min_tail_ns) return commitHeld(self, true);
+    return GST_FLOW_OK;
+  }
+  return addFrame(self, buffer);
 }
 
 gboolean sinkEvent(GstPad* pad, GstObject* parent, GstEvent* event) {
@@ -131,15 +198,21 @@ gboolean sinkEvent(GstPad* pad, GstObject* parent, GstEvent* event) {
     case GST_EVENT_FLUSH_STOP:
       gst_clear_buffer(&self->pending);
       self->pending_bytes = 0;
+      for (GstBuffer* b : *self->held) gst_buffer_unref(b);
+      self->held->clear();
+      self->held_ns = 0;
       break;
     default:
       break;
   }
-  // Keep serialized events in order with the data we still hold.
-  if (GST_EVENT_IS_SERIALIZED(event) && GST_EVENT_TYPE(event) != GST_EVENT_FLUSH_STOP) {
-    if (pushPending(self) != GST_FLOW_OK && GST_EVENT_TYPE(event) != GST_EVENT_EOS) {
-      // Downstream is flushing or erroring; the event still goes through below.
-    }
+  // Keep serialized events in order with the data we still hold. At EOS a held
+  // tail shorter than min-tail joins the previous segment (no split).
+  if (GST_EVENT_IS_SERIALIZED(event) && GST_EVENT_TYPE(event) != GST_EVENT_FLUSH_STOP &&
+      GST_EVENT_TYPE(event) != GST_EVENT_SEGMENT && GST_EVENT_TYPE(event) != GST_EVENT_CAPS &&
+      GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START && GST_EVENT_TYPE(event) != GST_EVENT_TAG) {
+    bool eos = GST_EVENT_TYPE(event) == GST_EVENT_EOS;
+    if (!self->held->empty()) (void)commitHeld(self, !eos);
+    (void)pushPending(self);  // a flow error here is reported by the pad that got it
   }
   return gst_pad_event_default(pad, parent, event);
 }
@@ -157,6 +230,9 @@ void setProperty(GObject* object, guint id, const GValue* value, GParamSpec* psp
     case PROP_MAX_DURATION_NS:
       self->max_duration_ns = g_value_get_uint64(value);
       break;
+    case PROP_MIN_TAIL_NS:
+      self->min_tail_ns = g_value_get_uint64(value);
+      break;
     case PROP_SPLIT_TARGET:
       gst_clear_object(&self->split_target);
       self->split_target = GST_ELEMENT(g_value_dup_object(value));
@@ -169,11 +245,23 @@ void setProperty(GObject* object, guint id, const GValue* value, GParamSpec* psp
 void getProperty(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
   auto* self = VESSEL_ADTS_BUNDLE(object);
   switch (id) {
-    case PROP_SEGMENT_NS: g_value_set_uint64(value, self->segment_ns); break;
-    case PROP_MAX_BYTES: g_value_set_uint(value, self->max_bytes); break;
-    case PROP_MAX_DURATION_NS: g_value_set_uint64(value, self->max_duration_ns); break;
-    case PROP_SPLIT_TARGET: g_value_set_object(value, self->split_target); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+    case PROP_SEGMENT_NS:
+      g_value_set_uint64(value, self->segment_ns);
+      break;
+    case PROP_MAX_BYTES:
+      g_value_set_uint(value, self->max_bytes);
+      break;
+    case PROP_MAX_DURATION_NS:
+      g_value_set_uint64(value, self->max_duration_ns);
+      break;
+    case PROP_SPLIT_TARGET:
+      g_value_set_object(value, self->split_target);
+      break;
+    case PROP_MIN_TAIL_NS:
+      g_value_set_uint64(value, self->min_tail_ns);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
 
@@ -182,6 +270,8 @@ void finalize(GObject* object) {
   gst_clear_buffer(&self->pending);
   gst_clear_object(&self->split_target);
   delete self->segment_starts;
+  for (GstBuffer* b : *self->held) gst_buffer_unref(b);
+  delete self->held;
   G_OBJECT_CLASS(vessel_adts_bundle_parent_class)->finalize(object);
 }
 
@@ -202,8 +292,13 @@ void vessel_adts_bundle_class_init(VesselAdtsBundleClass* klass) {
                         kDefaultMaxBytes, flags));
   g_object_class_install_property(
       gobject_class, PROP_MAX_DURATION_NS,
-      g_param_spec_uint64("max-duration", "Max duration", "Longest bundle in ns", 1,
-                          G_MAXUINT64, kDefaultMaxDurationNs, flags));
+      g_param_spec_uint64("max-duration", "Max duration", "Longest bundle in ns", 1, G_MAXUINT64,
+                          kDefaultMaxDurationNs, flags));
+  g_object_class_install_property(
+      gobject_class, PROP_MIN_TAIL_NS,
+      g_param_spec_uint64("min-tail", "Minimum tail",
+                          "A last segment shorter than this (ns) joins the previous one", 0,
+                          G_MAXUINT64, kDefaultMinTailNs, flags));
   g_object_class_install_property(
       gobject_class, PROP_SPLIT_TARGET,
       g_param_spec_object("split-target", "Split target",
@@ -239,6 +334,12 @@ void vessel_adts_bundle_init(VesselAdtsBundle* self) {
   self->end = GST_CLOCK_TIME_NONE;
   self->frames = 0;
   self->bundles = 0;
+  self->last_frame_ns = 0;
+  self->last_pts = GST_CLOCK_TIME_NONE;
+  self->min_tail_ns = kDefaultMinTailNs;
+  self->held = new std::vector<GstBuffer*>();
+  self->held_start_rt = GST_CLOCK_TIME_NONE;
+  self->held_ns = 0;
 }
 
 }  // namespace

@@ -56,8 +56,8 @@ ElementRef makeElement(const char* factory, const char* name) {
 
 void link(GstElement* src, GstElement* sink) {
   if (!gst_element_link(src, sink)) {
-    throw GstError(GST_ELEMENT_NAME(src),
-                   std::string("cannot link to ") + GST_ELEMENT_NAME(sink), "");
+    throw GstError(GST_ELEMENT_NAME(src), std::string("cannot link to ") + GST_ELEMENT_NAME(sink),
+                   "");
   }
 }
 

@@ -33,9 +33,9 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
     problems.push_back((node ? where(origin, node->source()) : std::string(origin)) + ": " + msg);
   };
   static const std::set<std::string, std::less<>> kTopKeys = {"name", "description", "container",
-                                                               "segment_duration_s", "rungs"};
+                                                              "segment_duration_s", "rungs"};
   static const std::set<std::string, std::less<>> kRungKeys = {"name", "codec", "bitrate_kbps",
-                                                                "sample_rate_hz", "channels"};
+                                                               "sample_rate_hz", "channels"};
   Ladder ladder;
   for (auto&& [k, v] : root) {
     if (!kTopKeys.count(k.str())) problem(&v, "unknown key '" + std::string(k.str()) + "'");
@@ -110,7 +110,8 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
       rung.name = str(*t, "name", ctx, true);
       rung.codec = str(*t, "codec", ctx, true);
       rung.bitrate_bps = integer(*t, "bitrate_kbps", ctx, 8, 1024) * 1000;
-      rung.sample_rate_hz = static_cast<std::int32_t>(integer(*t, "sample_rate_hz", ctx, 8000, 96000));
+      rung.sample_rate_hz =
+          static_cast<std::int32_t>(integer(*t, "sample_rate_hz", ctx, 8000, 96000));
       rung.channels = static_cast<std::int32_t>(integer(*t, "channels", ctx, 1, 8));
       bool safe_name = !rung.name.empty() && rung.name.size() <= 64 &&
                        std::all_of(rung.name.begin(), rung.name.end(), [](char c) {
@@ -135,7 +136,8 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
 
 Result<Ladder> loadLadderFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return makeError(ErrorCode::kNotFound, "cannot read pipeline file '" + path.string() + "'");
+  if (!in)
+    return makeError(ErrorCode::kNotFound, "cannot read pipeline file '" + path.string() + "'");
   std::ostringstream text;
   text << in.rdbuf();
   return parseLadder(text.str(), path.string());
@@ -152,7 +154,8 @@ std::vector<std::string> listLadders(const std::vector<std::filesystem::path>& s
   return {names.begin(), names.end()};
 }
 
-Result<Ladder> findLadder(std::string_view name, const std::vector<std::filesystem::path>& search_dirs) {
+Result<Ladder> findLadder(std::string_view name,
+                          const std::vector<std::filesystem::path>& search_dirs) {
   bool plain = !name.empty() && name.find('/') == std::string_view::npos &&
                name.find("..") == std::string_view::npos;
   if (plain) {
@@ -164,8 +167,9 @@ Result<Ladder> findLadder(std::string_view name, const std::vector<std::filesyst
   }
   std::string known;
   for (const auto& n : listLadders(search_dirs)) known += (known.empty() ? "" : ", ") + n;
-  return makeError(ErrorCode::kNotFound, "unknown pipeline '" + std::string(name) + "' (available: " +
-                                             (known.empty() ? "none found" : known) + ")");
+  return makeError(ErrorCode::kNotFound,
+                   "unknown pipeline '" + std::string(name) +
+                       "' (available: " + (known.empty() ? "none found" : known) + ")");
 }
 
 }  // namespace vessel

@@ -141,10 +141,15 @@ void vessel_storage_stream_init(VesselStorageStream* self) { self->state = nullp
 
 GOutputStream* newStorageOutputStream(std::unique_ptr<ObjectWriter> writer, std::string key,
                                       StreamClosedFn on_closed, CommitOnRelease commit_on_release) {
-  auto* stream = static_cast<VesselStorageStream*>(
-      g_object_new(vessel_storage_stream_get_type(), nullptr));
-  stream->state = new StreamState{std::move(writer), std::move(key), std::move(on_closed),
-                                  std::move(commit_on_release), {}, false, false};
+  auto* stream =
+      static_cast<VesselStorageStream*>(g_object_new(vessel_storage_stream_get_type(), nullptr));
+  stream->state = new StreamState{std::move(writer),
+                                  std::move(key),
+                                  std::move(on_closed),
+                                  std::move(commit_on_release),
+                                  {},
+                                  false,
+                                  false};
   stream->state->buffer.reserve(kBufferBytes);
   return G_OUTPUT_STREAM(stream);
 }

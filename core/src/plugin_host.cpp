@@ -1,18 +1,21 @@
 // Plugin discovery and instantiation over Boost.DLL.
 #include "vessel/plugin_host.hpp"
 
-#include <boost/dll/shared_library.hpp>
-
 #include <algorithm>
+#include <boost/dll/shared_library.hpp>
 
 namespace vessel {
 
 const char* pluginKindName(PluginKind kind) noexcept {
   switch (kind) {
-    case PluginKind::kStorage: return "storage";
-    case PluginKind::kAuth: return "auth";
-    case PluginKind::kCodec: return "codec";
-    case PluginKind::kScheduler: return "scheduler";
+    case PluginKind::kStorage:
+      return "storage";
+    case PluginKind::kAuth:
+      return "auth";
+    case PluginKind::kCodec:
+      return "codec";
+    case PluginKind::kScheduler:
+      return "scheduler";
   }
   return "unknown";
 }
@@ -169,8 +172,8 @@ Result<std::shared_ptr<void>> PluginHost::createRaw(PluginKind kind, std::string
     for (const auto& n : names(kind)) known += (known.empty() ? "" : ", ") + n;
     return makeError(ErrorCode::kConfig,
                      std::string("no ") + pluginKindName(kind) + " plugin named '" +
-                         std::string(name) + "' is installed (available: " +
-                         (known.empty() ? "none" : known) + ")");
+                         std::string(name) +
+                         "' is installed (available: " + (known.empty() ? "none" : known) + ")");
   }
   const PluginDescriptor* d = loaded->descriptor;
   std::string section = std::string(pluginKindName(kind)) + "." + std::string(name);
@@ -178,8 +181,8 @@ Result<std::shared_ptr<void>> PluginHost::createRaw(PluginKind kind, std::string
   void* object = d->create(config.section(section), error);
   if (!object) {
     return makeError(ErrorCode::kConfig, std::string(pluginKindName(kind)) + " plugin '" +
-                                             std::string(name) + "': " +
-                                             (error.empty() ? "creation failed" : error));
+                                             std::string(name) +
+                                             "': " + (error.empty() ? "creation failed" : error));
   }
   // The deleter holds the library: it stays mapped while any object it made lives.
   auto destroy = d->destroy;
@@ -196,7 +199,8 @@ Result<std::shared_ptr<Storage>> PluginHost::createStorage(std::string_view name
   return std::shared_ptr<Storage>(holder, storage);
 }
 
-Result<std::shared_ptr<Codec>> PluginHost::createCodec(std::string_view name, const Config& config) {
+Result<std::shared_ptr<Codec>> PluginHost::createCodec(std::string_view name,
+                                                       const Config& config) {
   auto raw = createRaw(PluginKind::kCodec, name, config);
   if (!raw.ok()) return std::move(raw).error();
   std::shared_ptr<void> holder = std::move(raw).value();

@@ -38,9 +38,9 @@ std::string codecName(GstCaps* caps) {
     return "pcm_" + f;
   }
   static const std::map<std::string, std::string> kNames = {
-      {"audio/x-flac", "flac"}, {"audio/x-vorbis", "vorbis"}, {"audio/x-opus", "opus"},
-      {"audio/x-alac", "alac"}, {"audio/x-wma", "wma"},       {"audio/x-ac3", "ac3"},
-      {"audio/x-eac3", "eac3"}, {"audio/x-speex", "speex"},   {"audio/x-adpcm", "adpcm"},
+      {"audio/x-flac", "flac"},     {"audio/x-vorbis", "vorbis"},  {"audio/x-opus", "opus"},
+      {"audio/x-alac", "alac"},     {"audio/x-wma", "wma"},        {"audio/x-ac3", "ac3"},
+      {"audio/x-eac3", "eac3"},     {"audio/x-speex", "speex"},    {"audio/x-adpcm", "adpcm"},
       {"audio/x-alaw", "pcm_alaw"}, {"audio/x-mulaw", "pcm_mulaw"}};
   auto it = kNames.find(name);
   return it != kNames.end() ? it->second : name;
@@ -48,11 +48,11 @@ std::string codecName(GstCaps* caps) {
 
 std::string containerName(const std::string& caps_name, const std::string& codec) {
   static const std::map<std::string, std::string> kNames = {
-      {"audio/x-wav", "wav"},       {"application/ogg", "ogg"},   {"audio/ogg", "ogg"},
-      {"video/quicktime", "mp4"},   {"audio/x-m4a", "mp4"},       {"application/x-id3", "mp3"},
-      {"application/x-apetag", "mp3"}, {"audio/x-flac", "flac"},  {"video/x-matroska", "matroska"},
-      {"audio/webm", "webm"},       {"video/webm", "webm"},       {"audio/x-aiff", "aiff"},
-      {"video/x-ms-asf", "asf"},    {"audio/mpeg", "mp3"},        {"audio/x-adts", "adts"}};
+      {"audio/x-wav", "wav"},          {"application/ogg", "ogg"}, {"audio/ogg", "ogg"},
+      {"video/quicktime", "mp4"},      {"audio/x-m4a", "mp4"},     {"application/x-id3", "mp3"},
+      {"application/x-apetag", "mp3"}, {"audio/x-flac", "flac"},   {"video/x-matroska", "matroska"},
+      {"audio/webm", "webm"},          {"video/webm", "webm"},     {"audio/x-aiff", "aiff"},
+      {"video/x-ms-asf", "asf"},       {"audio/mpeg", "mp3"},      {"audio/x-adts", "adts"}};
   auto it = kNames.find(caps_name);
   if (it != kNames.end()) {
     if (it->second == "mp3" && codec == "aac") return "adts";
@@ -64,8 +64,12 @@ std::string containerName(const std::string& caps_name, const std::string& codec
 void addTags(const GstTagList* list, std::map<std::string, std::string>& out) {
   if (!list) return;
   static const std::pair<const char*, const char*> kStringTags[] = {
-      {GST_TAG_TITLE, "title"},   {GST_TAG_ARTIST, "artist"},   {GST_TAG_ALBUM, "album"},
-      {GST_TAG_GENRE, "genre"},   {GST_TAG_COMMENT, "comment"}, {GST_TAG_COMPOSER, "composer"},
+      {GST_TAG_TITLE, "title"},
+      {GST_TAG_ARTIST, "artist"},
+      {GST_TAG_ALBUM, "album"},
+      {GST_TAG_GENRE, "genre"},
+      {GST_TAG_COMMENT, "comment"},
+      {GST_TAG_COMPOSER, "composer"},
       {GST_TAG_ALBUM_ARTIST, "album_artist"}};
   for (const auto& [tag, key] : kStringTags) {
     gchar* value = nullptr;
@@ -107,8 +111,8 @@ Result<ProbeResult> probeFile(const std::string& path, std::chrono::milliseconds
     }
     gst::ensureInitialized();
     GError* error = nullptr;
-    auto discoverer = gst::sinkRef(gst_discoverer_new(
-        static_cast<GstClockTime>(timeout.count()) * GST_MSECOND, &error));
+    auto discoverer = gst::sinkRef(
+        gst_discoverer_new(static_cast<GstClockTime>(timeout.count()) * GST_MSECOND, &error));
     if (!discoverer) {
       std::string msg = error ? error->message : "cannot create discoverer";
       g_clear_error(&error);
@@ -167,20 +171,22 @@ Result<ProbeResult> probeFile(const std::string& path, std::chrono::milliseconds
       gst_discoverer_stream_info_unref(top);
     }
     GstClockTime duration = gst_discoverer_info_get_duration(info.get());
-    result.duration_s = GST_CLOCK_TIME_IS_VALID(duration) ? static_cast<double>(duration) / GST_SECOND : 0;
+    result.duration_s =
+        GST_CLOCK_TIME_IS_VALID(duration) ? static_cast<double>(duration) / GST_SECOND : 0;
     if (result.sample_rate <= 0 || result.channels <= 0) {
       return makeError(ErrorCode::kCorruptInput,
                        "input '" + path + "': audio stream has no sample rate or channel count");
     }
     if (result.duration_s < 0.1) {
-      return makeError(ErrorCode::kCorruptInput,
-                       "input '" + path + "' holds no usable audio (duration " +
-                           std::to_string(result.duration_s) + " s)");
+      return makeError(ErrorCode::kCorruptInput, "input '" + path +
+                                                     "' holds no usable audio (duration " +
+                                                     std::to_string(result.duration_s) + " s)");
     }
     if (bitrate > 0) {
       result.bit_rate = bitrate;
     } else {
-      result.bit_rate = static_cast<std::int64_t>(static_cast<double>(st.st_size) * 8 / result.duration_s);
+      result.bit_rate =
+          static_cast<std::int64_t>(static_cast<double>(st.st_size) * 8 / result.duration_s);
     }
     return result;
   } catch (const std::exception& e) {

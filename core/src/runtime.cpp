@@ -31,8 +31,10 @@ std::vector<std::filesystem::path> Runtime::defaultPluginDirs() {
   std::vector<std::filesystem::path> dirs;
   auto exe = exeDir();
   if (!exe.empty()) {
-    addUnique(dirs, (exe / ".." / "plugins").lexically_normal());                        // build tree
-    addUnique(dirs, (exe / ".." / VESSEL_LIBDIR_REL / "vessel" / "plugins").lexically_normal());  // installed
+    addUnique(dirs, (exe / ".." / "plugins").lexically_normal());  // build tree
+    addUnique(
+        dirs,
+        (exe / ".." / VESSEL_LIBDIR_REL / "vessel" / "plugins").lexically_normal());  // installed
   }
   addUnique(dirs, VESSEL_INSTALL_PLUGIN_DIR);
   return dirs;
@@ -51,20 +53,62 @@ std::vector<std::filesystem::path> Runtime::defaultPipelineDirs() {
 
 ConfigSchema Runtime::coreSchema() {
   ConfigSchema s;
-  s.add({"log.level", ConfigType::kString, std::string("info"),
-         "Log level: error, warn, info or debug", false, {}, {}, {"error", "warn", "info", "debug"}});
-  s.add({"plugins.path", ConfigType::kStringList, std::vector<std::string>{},
-         "Extra directories searched for plugins before the built-in ones", false, {}, {}, {}});
-  s.add({"storage.plugin", ConfigType::kString, std::string("local"),
-         "Storage plugin name (e.g. local)", false, {}, {}, {}});
-  s.add({"transcode.pipeline", ConfigType::kString, std::string("hls-aac"),
-         "Default ladder (a pipelines/<name>.toml file)", false, {}, {}, {}});
-  s.add({"transcode.pipelines_path", ConfigType::kStringList, std::vector<std::string>{},
-         "Extra directories searched for ladder files before the built-in ones", false, {}, {}, {}});
-  s.add({"transcode.stall_timeout_s", ConfigType::kInt, std::int64_t{60},
-         "Fail a transcode that makes no progress for this many seconds", false, 1, 86400, {}});
-  s.add({"transcode.probe_timeout_s", ConfigType::kInt, std::int64_t{15},
-         "Give up probing an input after this many seconds", false, 1, 3600, {}});
+  s.add({"log.level",
+         ConfigType::kString,
+         std::string("info"),
+         "Log level: error, warn, info or debug",
+         false,
+         {},
+         {},
+         {"error", "warn", "info", "debug"}});
+  s.add({"plugins.path",
+         ConfigType::kStringList,
+         std::vector<std::string>{},
+         "Extra directories searched for plugins before the built-in ones",
+         false,
+         {},
+         {},
+         {}});
+  s.add({"storage.plugin",
+         ConfigType::kString,
+         std::string("local"),
+         "Storage plugin name (e.g. local)",
+         false,
+         {},
+         {},
+         {}});
+  s.add({"transcode.pipeline",
+         ConfigType::kString,
+         std::string("hls-aac"),
+         "Default ladder (a pipelines/<name>.toml file)",
+         false,
+         {},
+         {},
+         {}});
+  s.add({"transcode.pipelines_path",
+         ConfigType::kStringList,
+         std::vector<std::string>{},
+         "Extra directories searched for ladder files before the built-in ones",
+         false,
+         {},
+         {},
+         {}});
+  s.add({"transcode.stall_timeout_s",
+         ConfigType::kInt,
+         std::int64_t{60},
+         "Fail a transcode that makes no progress for this many seconds",
+         false,
+         1,
+         86400,
+         {}});
+  s.add({"transcode.probe_timeout_s",
+         ConfigType::kInt,
+         std::int64_t{15},
+         "Give up probing an input after this many seconds",
+         false,
+         1,
+         3600,
+         {}});
   return s;
 }
 
@@ -77,8 +121,8 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions& options) 
   auto rt = std::make_unique<Runtime>();
   std::vector<std::filesystem::path> plugin_dirs;
   for (const auto& p : first.value().getStringList("plugins.path")) plugin_dirs.emplace_back(p);
-  for (const auto& p : options.default_plugin_dirs.empty() ? defaultPluginDirs()
-                                                           : options.default_plugin_dirs) {
+  for (const auto& p :
+       options.default_plugin_dirs.empty() ? defaultPluginDirs() : options.default_plugin_dirs) {
     addUnique(plugin_dirs, p);
   }
   rt->plugins_.scan(plugin_dirs);
@@ -100,7 +144,9 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions& options) 
   return rt;
 }
 
-Result<Ladder> Runtime::ladder(std::string_view name) const { return findLadder(name, pipeline_dirs_); }
+Result<Ladder> Runtime::ladder(std::string_view name) const {
+  return findLadder(name, pipeline_dirs_);
+}
 
 Result<std::shared_ptr<Storage>> Runtime::storage() {
   return plugins_.createStorage(config_.getString("storage.plugin"), config_);
@@ -113,7 +159,8 @@ Result<std::shared_ptr<Storage>> Runtime::storageWith(
   std::map<std::string, ConfigValue, std::less<>> values;
   const std::string section = "storage." + std::string(plugin) + ".";
   for (const auto& f : info->fields) {
-    values[section + f.key] = config_.has(section + f.key) ? config_.get(section + f.key) : f.default_value;
+    values[section + f.key] =
+        config_.has(section + f.key) ? config_.get(section + f.key) : f.default_value;
   }
   for (const auto& [k, v] : overrides) values[section + k] = v;
   return plugins_.createStorage(plugin, Config::fromValues(std::move(values)));

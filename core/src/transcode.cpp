@@ -1,8 +1,9 @@
 // The ladder builder: one GStreamer pipeline per job, built from a Ladder.
 //
-//   filesrc ! decodebin ─┬─ audioconvert ! audioresample ! capsfilter ! tee ─┬─ queue ! <codec> ! vesseladtsbundle ! hlssink2
-//                        │   (once per distinct output format)              └─ ... one branch per rung
-//                        └─ (a head tee when rungs need different formats)
+//   filesrc ! decodebin ─┬─ audioconvert ! audioresample ! capsfilter ! tee ─┬─ queue ! <codec> !
+//   vesseladtsbundle ! hlssink2
+//                        │   (once per distinct output format)              └─ ... one branch per
+//                        rung └─ (a head tee when rungs need different formats)
 //
 // Each rung's queue starts its own streaming thread, so encoders run on every core.
 // Segments go through the Storage plugin (hlssink2's get-fragment-stream); the
@@ -59,8 +60,8 @@ struct FormatGroup {
 };
 
 std::string rawCaps(const std::string& base, const Rung& rung) {
-  return base + ",rate=(int)" + std::to_string(rung.sample_rate_hz) +
-         ",channels=(int)" + std::to_string(rung.channels);
+  return base + ",rate=(int)" + std::to_string(rung.sample_rate_hz) + ",channels=(int)" +
+         std::to_string(rung.channels);
 }
 
 GstElement* findChildByFactory(GstBin* bin, const char* factory_name) {
@@ -275,7 +276,8 @@ class LadderJob {
       GstPadLinkReturn lr = gst_pad_link(srcpad, sinkpad);
       gst_object_unref(srcpad);
       gst_object_unref(sinkpad);
-      if (lr != GST_PAD_LINK_OK) throw GstError(GST_ELEMENT_NAME(b.bundle.get()), "cannot link to hlssink2", "");
+      if (lr != GST_PAD_LINK_OK)
+        throw GstError(GST_ELEMENT_NAME(b.bundle.get()), "cannot link to hlssink2", "");
     }
 
     for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -285,7 +287,8 @@ class LadderJob {
       g.resample = makeElement("audioresample", ("resample" + n).c_str());
       g.capsfilter = makeElement("capsfilter", ("format" + n).c_str());
       gst::CapsRef caps = gst::CapsRef::adopt(gst_caps_from_string(g.caps.c_str()));
-      if (!caps) throw GstError("capsfilter", "invalid caps '" + g.caps + "' from codec plugin", "");
+      if (!caps)
+        throw GstError("capsfilter", "invalid caps '" + g.caps + "' from codec plugin", "");
       g_object_set(g.capsfilter.get(), "caps", caps.get(), nullptr);
       g.tee = makeElement("tee", ("tee" + n).c_str());
       for (auto* e : {&g.convert, &g.resample, &g.capsfilter, &g.tee}) pipeline_->add(*e);
@@ -422,9 +425,10 @@ class LadderJob {
                            "segment '" + dir_key + name + "' was not written completely");
         }
         GstClockTime begin = st.segment_starts_ns[k];
-        GstClockTime end = k + 1 < st.segment_starts_ns.size() ? st.segment_starts_ns[k + 1] : st.end_ns;
-        out.segments.push_back(SegmentInfo{name, static_cast<double>(end - begin) / GST_SECOND,
-                                           it->second.bytes});
+        GstClockTime end =
+            k + 1 < st.segment_starts_ns.size() ? st.segment_starts_ns[k + 1] : st.end_ns;
+        out.segments.push_back(
+            SegmentInfo{name, static_cast<double>(end - begin) / GST_SECOND, it->second.bytes});
         out.bytes += it->second.bytes;
       }
       if (shared_.fragments.size() > 0) {
@@ -454,7 +458,8 @@ class LadderJob {
       result.rungs.push_back(std::move(out));
     }
     result.master_key = req_.prefix + "master.m3u8";
-    if (auto r = putText(result.master_key, writeMasterPlaylist(variants)); !r.ok()) return r.error();
+    if (auto r = putText(result.master_key, writeMasterPlaylist(variants)); !r.ok())
+      return r.error();
     result.keys = shared_.keys_in_order;
     result.keys.insert(result.keys.end(), written_.begin(), written_.end());
     return result;
@@ -488,7 +493,8 @@ class LadderJob {
 
 Result<TranscodeResult> transcodeLadder(const TranscodeRequest& request) noexcept {
   if (!request.storage) return makeError(ErrorCode::kInvalidArgument, "no storage given");
-  if (request.ladder.rungs.empty()) return makeError(ErrorCode::kInvalidArgument, "ladder has no rungs");
+  if (request.ladder.rungs.empty())
+    return makeError(ErrorCode::kInvalidArgument, "ladder has no rungs");
   try {
     LadderJob job(request);
     Result<TranscodeResult> r = [&]() -> Result<TranscodeResult> {

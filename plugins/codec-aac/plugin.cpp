@@ -18,6 +18,8 @@
 //   ... ! audio/x-raw,format=F32LE,layout=interleaved,rate=44100,channels=2
 //       ! avenc_aac bitrate=128000 aac-ms=false ! aacparse
 //       ! audio/mpeg,mpegversion=4,stream-format=adts ! ...
+#include "vessel/plugin.hpp"
+
 #include <gst/gst.h>
 
 #include <boost/dll/alias.hpp>
@@ -25,7 +27,6 @@
 #include <vector>
 
 #include "vessel/codec.hpp"
-#include "vessel/plugin.hpp"
 
 namespace {
 
@@ -57,13 +58,15 @@ class AacCodec final : public vessel::Codec {
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "aac-ms")) {
       g_object_set(enc, "aac-ms", force_mid_side_ ? TRUE : FALSE, nullptr);
     }
-    GstCaps* caps = gst_caps_from_string("audio/mpeg,mpegversion=(int)4,stream-format=(string)adts");
+    GstCaps* caps =
+        gst_caps_from_string("audio/mpeg,mpegversion=(int)4,stream-format=(string)adts");
     g_object_set(filter, "caps", caps, nullptr);
     gst_caps_unref(caps);
     gst_bin_add_many(GST_BIN(bin), enc, parse, filter, nullptr);
     if (!gst_element_link_many(enc, parse, filter, nullptr)) {
       gst_object_unref(gst_object_ref_sink(bin));
-      return vessel::makeError(vessel::ErrorCode::kInternal, "cannot link " + encoder_ + " ! aacparse");
+      return vessel::makeError(vessel::ErrorCode::kInternal,
+                               "cannot link " + encoder_ + " ! aacparse");
     }
     GstPad* sink = gst_element_get_static_pad(enc, "sink");
     GstPad* src = gst_element_get_static_pad(filter, "src");
@@ -74,7 +77,9 @@ class AacCodec final : public vessel::Codec {
     return bin;  // floating, as the interface says
   }
 
-  std::string hlsCodecs(const vessel::Rung& /*rung*/) const noexcept override { return "mp4a.40.2"; }
+  std::string hlsCodecs(const vessel::Rung& /*rung*/) const noexcept override {
+    return "mp4a.40.2";
+  }
 
  private:
   std::string encoder_;
@@ -83,10 +88,22 @@ class AacCodec final : public vessel::Codec {
 
 const std::vector<vessel::ConfigField>* fields() noexcept {
   static const std::vector<vessel::ConfigField> kFields = {
-      {"encoder", vessel::ConfigType::kString, std::string("avenc_aac"),
-       "GStreamer AAC encoder element", false, {}, {}, {}},
-      {"mid_side", vessel::ConfigType::kString, std::string("off"),
-       "M/S stereo coding: off or force", false, {}, {}, {"off", "force"}},
+      {"encoder",
+       vessel::ConfigType::kString,
+       std::string("avenc_aac"),
+       "GStreamer AAC encoder element",
+       false,
+       {},
+       {},
+       {}},
+      {"mid_side",
+       vessel::ConfigType::kString,
+       std::string("off"),
+       "M/S stereo coding: off or force",
+       false,
+       {},
+       {},
+       {"off", "force"}},
   };
   return &kFields;
 }

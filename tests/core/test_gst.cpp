@@ -367,7 +367,7 @@ struct BundleRun {
 /// appsrc → vesseladtsbundle → appsink, fed kFrames fake frames; frame i is filled with
 /// byte i so order and conservation can be checked. Uses the app elements' action
 /// signals, so the test needs no libgstapp link.
-BundleRun runBundler() {
+BundleRun runBundler(guint64 min_tail_ns = 0) {
   BundleRun run;
   Pipeline pipeline("bundle-test");
   ElementRef src = makeElement("appsrc", "src");
@@ -378,7 +378,7 @@ BundleRun runBundler() {
   g_object_set(src.get(), "caps", caps.get(), nullptr);
   gst_util_set_object_arg(G_OBJECT(src.get()), "format", "time");
   g_object_set(bundle.get(), "segment-duration", guint64{kSegmentNs}, "max-bytes", kMaxBytes,
-               "max-duration", guint64{kMaxDurationNs}, nullptr);
+               "max-duration", guint64{kMaxDurationNs}, "min-tail", min_tail_ns, nullptr);
   g_object_set(sink.get(), "sync", FALSE, nullptr);
   pipeline.add(src);
   pipeline.add(bundle);
@@ -494,6 +494,24 @@ TEST_F(GstTest, BundlerStatsReportSegmentStartsAndEnd) {
   ASSERT_EQ(expected, (std::vector<GstClockTime>{0, 44 * kFrameNs, 87 * kFrameNs}));
   EXPECT_EQ(run.stats.segment_starts_ns, expected);
   EXPECT_EQ(run.stats.end_ns, (kFrames - 1) * kFrameNs + kFrameNs);
+}
+
+TEST_F(GstTest, BundlerFoldsAShortTailIntoThePreviousSegment) {
+  // 100 frames = 2.32 s: the part after 2 s (0.30 s) is shorter than a 0.45 s
+  // min-tail, so it joins the second segment instead of becoming a third.
+  const BundleRun run = runBundler(450 * GST_MSECOND);
+  EXPECT_EQ(run.stats.segment_starts_ns, (std::vector<GstClockTime>{0, 44 * kFrameNs}));
+  EXPECT_EQ(run.stats.end_ns, kFrames * kFrameNs);
+  std::size_t bytes = 0;
+  for (const Bundle& b : run.out) bytes += b.bytes.size();
+  EXPECT_EQ(bytes, static_cast<std::size_t>(kFrames) * kFrameBytes);
+}
+
+TEST_F(GstTest, BundlerKeepsATailLongerThanMinTail) {
+  // With a 0.2 s min-tail the 0.30 s tail is a segment of its own.
+  const BundleRun run = runBundler(200 * GST_MSECOND);
+  EXPECT_EQ(run.stats.segment_starts_ns,
+            (std::vector<GstClockTime>{0, 44 * kFrameNs, 87 * kFrameNs}));
 }
 
 }  // namespace

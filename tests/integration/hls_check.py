@@ -312,6 +312,8 @@ def check_ladder(outdir, ladder_toml_path, source_duration_s, *, decode=True,
             F(f"{r} #EXT-X-TARGETDURATION must appear once as an integer, got {td}")
         else:
             target = int(td[0])
+            if target > math.ceil(seg_s + SEGMENT_TOL_S):
+                F(f"{r} #EXT-X-TARGETDURATION:{target} too large for {seg_s} s segments")
         if pl.tags.get("#EXT-X-MEDIA-SEQUENCE") != ["0"]:
             F(f"{r} #EXT-X-MEDIA-SEQUENCE:0 expected, got {pl.tags.get('#EXT-X-MEDIA-SEQUENCE')}")
         if pl.tags.get("#EXT-X-PLAYLIST-TYPE") != ["VOD"]:
@@ -367,8 +369,15 @@ def check_ladder(outdir, ladder_toml_path, source_duration_s, *, decode=True,
                     F(f"{r} {uri}: EXTINF {e:.3f} s not {seg_s} ± {SEGMENT_TOL_S}")
                 if abs(m.duration - seg_s) > SEGMENT_TOL_S:
                     F(f"{r} {uri}: measured {m.duration:.3f} s not {seg_s} ± {SEGMENT_TOL_S}")
-            elif m.duration <= 0:
-                F(f"{r} {uri}: last segment has no duration")
+            else:
+                # The last segment may be short, never long (no tail merged into it).
+                if e > seg_s + SEGMENT_TOL_S:
+                    F(f"{r} {uri}: last segment EXTINF {e:.3f} s > {seg_s} + {SEGMENT_TOL_S}")
+                if m.duration > seg_s + SEGMENT_TOL_S:
+                    F(f"{r} {uri}: last segment measured {m.duration:.3f} s > "
+                      f"{seg_s} + {SEGMENT_TOL_S}")
+                if m.duration <= 0:
+                    F(f"{r} {uri}: last segment has no duration")
             if abs(e - m.duration) > EXTINF_VS_MEASURED_TOL_S:
                 F(f"{r} {uri}: EXTINF {e:.3f} s but ffprobe measures {m.duration:.3f} s")
             if m.codec != "aac" or m.profile != "LC":

@@ -141,6 +141,24 @@ class CheckerSelfTest(unittest.TestCase):
         self.assertFailsWith(fails, r"EXTINF .* not 4\.0")
         self.assertFailsWith(fails, r"measured .* not 4\.0")
 
+    def test_tail_merged_into_last_segment(self):
+        # 6+6+6+2 s -> 6+6+8 s: concatenate the last two TS files (still valid MPEG-TS),
+        # keep the playlist self-consistent (EXTINF sum, TARGETDURATION 8).
+        d = self.out / "64k"
+        with open(d / "segment_002.ts", "ab") as f:
+            f.write((d / "segment_003.ts").read_bytes())
+        (d / "segment_003.ts").unlink()
+        def merge(t):
+            ext = re.findall(r"#EXTINF:([\d.]+),", t)
+            t = re.sub(r"#EXTINF:[\d.]+,\nsegment_003\.ts\n", "", t)
+            t = t.replace(f"#EXTINF:{ext[2]},", f"#EXTINF:{float(ext[2]) + float(ext[3]):.6f},")
+            return re.sub(r"TARGETDURATION:\d+", "TARGETDURATION:8", t)
+        self.edit("64k/playlist.m3u8", merge)
+        fails = self.check()
+        self.assertFailsWith(fails, r"\[64k\] segment_002\.ts: last segment EXTINF")
+        self.assertFailsWith(fails, r"\[64k\] segment_002\.ts: last segment measured")
+        self.assertFailsWith(fails, r"\[64k\] #EXT-X-TARGETDURATION:8 too large")
+
     def test_lying_extinf(self):
         self.edit("64k/playlist.m3u8", lambda t: t.replace("#EXTINF:6.0", "#EXTINF:6.4", 1))
         self.assertFailsWith(self.check(), r"\[64k\] sum of EXTINF")

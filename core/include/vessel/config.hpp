@@ -31,10 +31,10 @@ struct ConfigField {
   ConfigType type = ConfigType::kString;
   ConfigValue default_value;
   std::string doc;
-  bool secret = false;                 ///< redacted in dumps and error messages
+  bool secret = false;                  ///< redacted in dumps and error messages
   std::optional<std::int64_t> min_int;  ///< inclusive bounds for kInt
   std::optional<std::int64_t> max_int;
-  std::vector<std::string> allowed;    ///< allowed values for kString (empty = any)
+  std::vector<std::string> allowed;  ///< allowed values for kString (empty = any)
 };
 
 /// The set of keys a process accepts. Core keys plus every plugin's keys.

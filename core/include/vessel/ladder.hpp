@@ -13,17 +13,17 @@
 namespace vessel {
 
 struct Rung {
-  std::string name;         ///< directory name of the rung, e.g. "128k"
-  std::string codec;        ///< codec plugin name, e.g. "aac"
+  std::string name;   ///< directory name of the rung, e.g. "128k"
+  std::string codec;  ///< codec plugin name, e.g. "aac"
   std::int64_t bitrate_bps = 0;
   std::int32_t sample_rate_hz = 0;
   std::int32_t channels = 0;
 };
 
 struct Ladder {
-  std::string name;         ///< e.g. "hls-aac"
+  std::string name;  ///< e.g. "hls-aac"
   std::string description;
-  std::string container;    ///< "mpegts" (the only one hlssink2 writes)
+  std::string container;  ///< "mpegts" (the only one hlssink2 writes)
   double segment_duration_s = 0;
   std::vector<Rung> rungs;
 };
@@ -34,7 +34,8 @@ Result<Ladder> loadLadderFile(const std::filesystem::path& path);
 
 /// Finds "<name>.toml" in `search_dirs` (first match wins). kNotFound lists the
 /// pipelines that do exist.
-Result<Ladder> findLadder(std::string_view name, const std::vector<std::filesystem::path>& search_dirs);
+Result<Ladder> findLadder(std::string_view name,
+                          const std::vector<std::filesystem::path>& search_dirs);
 
 /// Names of every ladder file in `search_dirs`.
 std::vector<std::string> listLadders(const std::vector<std::filesystem::path>& search_dirs);

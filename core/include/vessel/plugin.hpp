@@ -15,14 +15,14 @@
 //
 //   static void* create(const vessel::Config& cfg, std::string& error) noexcept { ... }
 //   static void destroy(void* p) noexcept { delete static_cast<vessel::Storage*>(p); }
-//   VESSEL_PLUGIN(vessel::PluginKind::kStorage, "local", "0.1.0", "Local disk", fields, create, destroy)
+//   VESSEL_PLUGIN(vessel::PluginKind::kStorage, "local", "0.1.0", "Local disk", fields, create,
+//   destroy)
 #pragma once
 
+#include <boost/dll/alias.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <boost/dll/alias.hpp>
 
 #include "vessel/config.hpp"
 
@@ -59,13 +59,18 @@ inline constexpr const char* kPluginEntrySymbol = "vessel_plugin_v1";
 }  // namespace vessel
 
 /// Declares the plugin's single entry point. Use once per plugin library, at namespace scope.
-#define VESSEL_PLUGIN(KIND, NAME, VERSION, DESCRIPTION, FIELDS_FN, CREATE_FN, DESTROY_FN)  \
-  namespace {                                                                           \
-  const ::vessel::PluginDescriptor* vesselPluginEntry() noexcept {                      \
-    static const ::vessel::PluginDescriptor descriptor{                                 \
-        ::vessel::kPluginAbiVersion, KIND, NAME, VERSION, DESCRIPTION, FIELDS_FN,       \
-        CREATE_FN, DESTROY_FN};                                                         \
-    return &descriptor;                                                                 \
-  }                                                                                     \
-  }                                                                                     \
+#define VESSEL_PLUGIN(KIND, NAME, VERSION, DESCRIPTION, FIELDS_FN, CREATE_FN, DESTROY_FN) \
+  namespace {                                                                             \
+  const ::vessel::PluginDescriptor* vesselPluginEntry() noexcept {                        \
+    static const ::vessel::PluginDescriptor descriptor{::vessel::kPluginAbiVersion,       \
+                                                       KIND,                              \
+                                                       NAME,                              \
+                                                       VERSION,                           \
+                                                       DESCRIPTION,                       \
+                                                       FIELDS_FN,                         \
+                                                       CREATE_FN,                         \
+                                                       DESTROY_FN};                       \
+    return &descriptor;                                                                   \
+  }                                                                                       \
+  }                                                                                       \
   BOOST_DLL_ALIAS(vesselPluginEntry, vessel_plugin_v1)

@@ -52,8 +52,8 @@ class Runtime {
   Result<std::shared_ptr<Storage>> storage();
   /// A storage plugin instance with explicit values for its section (e.g. a
   /// local store rooted at a staging directory).
-  Result<std::shared_ptr<Storage>> storageWith(std::string_view plugin,
-                                               const std::map<std::string, ConfigValue, std::less<>>& overrides);
+  Result<std::shared_ptr<Storage>> storageWith(
+      std::string_view plugin, const std::map<std::string, ConfigValue, std::less<>>& overrides);
   /// The codec plugins a ladder needs, by name.
   Result<std::map<std::string, std::shared_ptr<Codec>>> codecsFor(const Ladder& ladder);
 
