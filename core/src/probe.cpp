@@ -157,6 +157,12 @@ Result<ProbeResult> probeFile(const std::string& path, std::chrono::milliseconds
     result.channels = static_cast<int>(gst_discoverer_audio_info_get_channels(ainfo));
     GstCaps* acaps = gst_discoverer_stream_info_get_caps(GST_DISCOVERER_STREAM_INFO(ainfo));
     result.codec = codecName(acaps);
+    if (result.codec == "audio/x-wav" || result.codec == "audio/x-aiff") {
+      // Raw PCM: discoverer reports the container's caps; name it like ffprobe does.
+      guint depth = gst_discoverer_audio_info_get_depth(ainfo);
+      result.codec = "pcm_s" + std::to_string(depth ? depth : 16) +
+                     (result.codec == "audio/x-wav" ? "le" : "be");
+    }
     if (acaps) gst_caps_unref(acaps);
     guint bitrate = gst_discoverer_audio_info_get_bitrate(ainfo);
     addTags(gst_discoverer_stream_info_get_tags(GST_DISCOVERER_STREAM_INFO(ainfo)), result.tags);

@@ -35,6 +35,7 @@ SEGMENT_TOL_S = 0.5          # non-final segment duration vs ladder segment_dura
 EXTINF_SUM_TOL_S = 0.1       # sum of EXTINF vs source duration
 MEASURED_SUM_TOL_S = 0.15    # ffprobe-measured total vs source (AAC priming/padding: ~2 frames)
 EXTINF_VS_MEASURED_TOL_S = 0.1  # each segment's EXTINF vs its ffprobe-measured duration
+LEVEL_TOL_DB = 2.0           # decoded rung RMS level vs source RMS level (with source_path)
 CONTINUITY_TOL_S = 0.050     # pts gap/overlap between consecutive segments
 BANDWIDTH_TOL = 0.10         # BANDWIDTH vs measured peak, AVERAGE-BANDWIDTH vs measured average
 AUDIO_BITRATE_TOL = 0.10     # packet-measured audio bit rate vs nominal
@@ -89,7 +90,7 @@ _DEFAULT_CODEC = {
 
 
 def make_audio(path, duration_s, sample_rate=44100, channels=2, codec=None, bitrate=None,
-               metadata=None, extra_args=(), noise_amplitude=0.25):
+               metadata=None, extra_args=(), noise_amplitude=0.25, gain_db=0.0):
     """Write a music-like test signal (two beeping/tremolo sines + pink noise, different
     per channel) of exactly duration_s to path. Codec/container default from the extension.
     Returns path. Raises RuntimeError if ffmpeg cannot make it (e.g. encoder missing)."""
@@ -114,7 +115,7 @@ def make_audio(path, duration_s, sample_rate=44100, channels=2, codec=None, bitr
         graph += ",pan=stereo|c0=c0|c1=c1"
     else:
         graph += f",aformat=channel_layouts={channels}c"
-    graph += ",alimiter=limit=0.9[out]"
+    graph += f",volume={gain_db:g}dB,alimiter=limit=0.9[out]"
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
     for s in srcs:
         cmd += ["-f", "lavfi", "-i", s]
@@ -248,6 +249,17 @@ def ffmpeg_decode_errors(playlist) -> str | None:
     return None
 
 
+def rms_level_db(path) -> float | None:
+    """Overall RMS level (dBFS) of the decoded audio of path (all channels), via astats."""
+    res = run(["ffmpeg", "-nostdin", "-v", "info", "-i", str(path), "-map", "0:a:0", "-af",
+               "astats=measure_perchannel=none:measure_overall=RMS_level", "-f", "null", "-"],
+              timeout=300)
+    m = re.findall(r"RMS level dB: (-?[\d.]+|-inf)", res.stderr)
+    if res.returncode != 0 or not m:
+        return None
+    return float(m[-1])
+
+
 def wire_kbps(rung_dir) -> float:
     """On-the-wire kbit/s of a rung: sum of .ts bytes * 8 / measured total duration."""
     segs = sorted(Path(rung_dir).glob("*.ts"))
@@ -268,8 +280,12 @@ def _pmap(fn, items):
 
 
 def check_ladder(outdir, ladder_toml_path, source_duration_s, *, decode=True,
-                 duration_tol_s=EXTINF_SUM_TOL_S, audio_bitrate_floor=True) -> list[str]:
+                 duration_tol_s=EXTINF_SUM_TOL_S, audio_bitrate_floor=True,
+                 source_path=None) -> list[str]:
     """Return a list of human-readable failures (empty list = the ladder is good).
+
+    With source_path (and decode=True), each rung's decoded RMS level must match the
+    source's within LEVEL_TOL_DB: catches silent, clipped or wrongly-scaled output.
 
     decode=False skips the ffmpeg full-decode checks (faster). audio_bitrate_floor=False
     only checks that the audio bit rate is not ABOVE nominal+10%: for band-limited sources
@@ -436,6 +452,17 @@ def check_ladder(outdir, ladder_toml_path, source_duration_s, *, decode=True,
     for (label, _), err in zip(to_decode, _pmap(ffmpeg_decode_errors, [p for _, p in to_decode])):
         if err:
             F(f"{label} not clean: {err}")
+    if decode and source_path is not None:
+        rung_pls = [p for _, p in to_decode if p.name == "playlist.m3u8"]
+        levels = _pmap(rms_level_db, [source_path, *rung_pls])
+        src_db = levels[0]
+        if src_db is None:
+            F(f"could not measure the RMS level of source {source_path}")
+        else:
+            for pl_path, db in zip(rung_pls, levels[1:]):
+                if db is None or abs(db - src_db) > LEVEL_TOL_DB:
+                    F(f"[{pl_path.parent.name}] decoded RMS level {db} dB vs source "
+                      f"{src_db:.1f} dB (tolerance {LEVEL_TOL_DB} dB)")
     if not mpath.is_file():
         F("master.m3u8 missing")
         return fails
@@ -616,5 +643,6 @@ class VesselCase(unittest.TestCase):
         self.assertEqual(sorted(set(after) - set(before) - {out.name}), [],
                          "temp files left beside OUTDIR")
         if check:
+            check_kw.setdefault("source_path", src)
             self.assertLadder(out, ladder_name, source_duration_s, **check_kw)
         return out

@@ -61,8 +61,13 @@ class CheckerSelfTest(unittest.TestCase):
 
     # -- good output passes
     def test_good_ladder_passes(self):
-        fails = self.check(decode=True)
+        fails = h.check_ladder(self.out, LADDER, SRC_S, source_path=INPUT)
         self.assertEqual(fails, [], h.format_failures(fails))
+
+    def test_level_mismatch_with_source(self):
+        quiet = h.make_audio(self.tmp / "quiet.wav", SRC_S, gain_db=-6)
+        fails = h.check_ladder(self.out, LADDER, SRC_S, source_path=quiet)
+        self.assertFailsWith(fails, r"\[64k\] decoded RMS level .* vs source")
 
     def test_good_single_segment_and_lite_ladder_pass(self):
         src = h.make_audio(self.tmp / "short.wav", 3.0)
