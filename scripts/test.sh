@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test-deps
 status=0
 meson test -C build --print-errorlogs --num-processes 2 || status=$?
+# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# (LeakSanitizer is off: GStreamer and GLib keep process-lifetime allocations.)
+if [[ "${VESSEL_SKIP_SANITIZERS:-0}" != "1" ]]; then
+  if [[ ! -f build-asan/build.ninja ]]; then
+    meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+  fi
+  ninja -C build-asan >/dev/null
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 || status=$?
+fi
 # clang-format must be clean on our C++ sources.
 fmt_bad=$(git ls-files '*.cpp' '*.hpp' 2>/dev/null | xargs -r clang-format --dry-run 2>&1 | grep -c "warning:" || true)
 if [[ "$fmt_bad" != "0" ]]; then
@@ -16,19 +26,19 @@ fi
 python3 - <<'PY'
 import json
 passed = failed = skipped = 0
-try:
-    with open("build/meson-logs/testlog.json") as f:
-        for line in f:
-            r = json.loads(line)
-            res = r.get("result")
-            if res in ("OK", "EXPECTEDFAIL"):
-                passed += 1
-            elif res == "SKIP":
-                skipped += 1
-            else:
-                failed += 1
-except FileNotFoundError:
-    pass
+for log in ("build/meson-logs/testlog.json", "build-asan/meson-logs/testlog.json"):
+    try:
+        with open(log) as f:
+            for line in f:
+                res = json.loads(line).get("result")
+                if res in ("OK", "EXPECTEDFAIL"):
+                    passed += 1
+                elif res == "SKIP":
+                    skipped += 1
+                else:
+                    failed += 1
+    except FileNotFoundError:
+        pass
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $status
