@@ -11,6 +11,7 @@ runtime_pkgs=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libsoup-3.0-dev libpqxx-dev libcurl4-openssl-dev libssl-dev
   libboost-dev libboost-filesystem-dev libtomlplusplus-dev nlohmann-json3-dev
+  postgresql postgresql-client
 )
 test_pkgs=(libgtest-dev libgmock-dev ffmpeg clang-format)
 

@@ -1,0 +1,1 @@
+// placeholder: EmbeddedPostgres and migrations (being written)
