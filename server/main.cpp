@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -17,41 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "vessel/probe.hpp"
 #include "vessel/runtime.hpp"
 #include "vessel/transcode.hpp"
 
 namespace fs = std::filesystem;
 
-namespace {
+namespace vessel::cli {
 
-constexpr int kExitOk = 0;
-constexpr int kExitUsage = 64;
-constexpr int kExitInput = 65;
-constexpr int kExitInternal = 70;
-constexpr int kExitOutput = 73;
-constexpr int kExitTempFail = 75;
-constexpr int kExitConfig = 78;
-
-std::atomic<bool> g_cancel{false};
-
-const char* kUsage =
-    "usage: vessel <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  transcode [--pipeline NAME] [--config FILE] INPUT OUTDIR\n"
-    "                 make the HLS ladder of INPUT in OUTDIR (which must not exist or be empty)\n"
-    "  probe [--config FILE] INPUT\n"
-    "                 print what INPUT holds as JSON\n"
-    "  plugins [--config FILE] [--json]\n"
-    "                 list the plugins found: kind, name, version, ABI version, file\n"
-    "  --help, --version\n"
-    "\n"
-    "Every config key can be set as VESSEL_<KEY> (e.g. VESSEL_TRANSCODE_PIPELINE=hls-aac-lite).\n"
-    "exit codes: 0 ok, 64 usage, 65 bad input, 70 internal, 73 cannot write output,\n"
-    "            75 stalled/timed out (retry), 78 invalid config\n";
-
-// One line, always: the checks and tests rely on it.
 int fail(int code, const std::string& message) {
   std::string line = message;
   for (auto& c : line) {
@@ -61,8 +36,7 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-int exitCodeFor(vessel::ErrorCode code) {
-  using vessel::ErrorCode;
+int exitCodeFor(ErrorCode code) {
   switch (code) {
     case ErrorCode::kUnsupportedInput:
     case ErrorCode::kCorruptInput:
@@ -83,6 +57,78 @@ int exitCodeFor(vessel::ErrorCode code) {
       return kExitInternal;
   }
 }
+
+std::optional<std::string> parseFlags(int argc, char** argv, int start,
+                                      const std::vector<std::string>& valued,
+                                      const std::vector<std::string>& switches, Flags& out) {
+  auto in = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  for (int i = start; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      for (++i; i < argc; ++i) out.positional.emplace_back(argv[i]);
+      break;
+    }
+    if (a.size() > 1 && a[0] == '-') {
+      std::string name = a, value;
+      bool inline_value = false;
+      if (auto eq = a.find('='); eq != std::string::npos) {
+        name = a.substr(0, eq);
+        value = a.substr(eq + 1);
+        inline_value = true;
+      }
+      if (in(switches, name) && !inline_value) {
+        out.values[name] = "1";
+      } else if (in(valued, name)) {
+        if (!inline_value) {
+          if (i + 1 >= argc) return name + " needs a value";
+          value = argv[++i];
+        }
+        if (value.empty()) return name + " needs a value";
+        out.values[name] = value;
+      } else {
+        return "unknown option '" + a + "'";
+      }
+    } else {
+      out.positional.push_back(a);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace vessel::cli
+
+namespace {
+
+using namespace vessel::cli;
+
+std::atomic<bool> g_cancel{false};
+
+const char* kUsage =
+    "usage: vessel <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  transcode [--pipeline NAME] [--config FILE] INPUT OUTDIR\n"
+    "                 make the HLS ladder of INPUT in OUTDIR (which must not exist or be empty)\n"
+    "  probe [--config FILE] INPUT\n"
+    "                 print what INPUT holds as JSON\n"
+    "  plugins [--config FILE] [--json]\n"
+    "                 list the plugins found: kind, name, version, ABI version, file\n"
+    "  worker [--data-dir DIR] [--database-url URL] [--workers N] [--config FILE]\n"
+    "                 claim and run transcode jobs until SIGTERM/SIGINT\n"
+    "  submit FILE [--user EMAIL] [--pipeline NAME] [--data-dir DIR] [--database-url URL]\n"
+    "                 store FILE as a new upload and queue its job; prints its id\n"
+    "  status UPLOAD_ID [--data-dir DIR] [--database-url URL]\n"
+    "                 print an upload's record as JSON\n"
+    "  cleanup [--dry-run] [--data-dir DIR] [--database-url URL]\n"
+    "                 one pass of the cleanup of failed and stale uploads\n"
+    "  --help, --version\n"
+    "\n"
+    "Every config key can be set as VESSEL_<KEY> (e.g. VESSEL_TRANSCODE_PIPELINE=hls-aac-lite).\n"
+    "exit codes: 0 ok, 64 usage, 65 bad input, 69 database unavailable, 70 internal,\n"
+    "            73 cannot write output,\n"
+    "            75 stalled/timed out (retry), 78 invalid config\n";
 
 struct Args {
   std::vector<std::string> positional;
@@ -323,6 +369,10 @@ int main(int argc, char** argv) {
     std::cout << "vessel " << vessel::versionString() << std::endl;
     return kExitOk;
   }
+  if (cmd == "worker") return cmdWorker(argc, argv);
+  if (cmd == "submit") return cmdSubmit(argc, argv);
+  if (cmd == "status") return cmdStatus(argc, argv);
+  if (cmd == "cleanup") return cmdCleanup(argc, argv);
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   Args args;

@@ -205,13 +205,12 @@ gboolean sinkEvent(GstPad* pad, GstObject* parent, GstEvent* event) {
     default:
       break;
   }
-  // Keep serialized events in order with the data we still hold. At EOS a held
-  // tail shorter than min-tail joins the previous segment (no split).
-  if (GST_EVENT_IS_SERIALIZED(event) && GST_EVENT_TYPE(event) != GST_EVENT_FLUSH_STOP &&
-      GST_EVENT_TYPE(event) != GST_EVENT_SEGMENT && GST_EVENT_TYPE(event) != GST_EVENT_CAPS &&
-      GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START && GST_EVENT_TYPE(event) != GST_EVENT_TAG) {
-    bool eos = GST_EVENT_TYPE(event) == GST_EVENT_EOS;
-    if (!self->held->empty()) (void)commitHeld(self, !eos);
+  // At EOS, a held tail shorter than min-tail joins the previous segment (no
+  // split), then everything we hold goes out before the EOS. Other serialized
+  // events (tags, ...) may overtake held frames: their order against audio does
+  // not matter to the segments we write.
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
+    if (!self->held->empty()) (void)commitHeld(self, false);
     (void)pushPending(self);  // a flow error here is reported by the pad that got it
   }
   return gst_pad_event_default(pad, parent, event);

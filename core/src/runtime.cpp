@@ -109,6 +109,70 @@ ConfigSchema Runtime::coreSchema() {
          1,
          3600,
          {}});
+  s.add({"data_dir",
+         ConfigType::kString,
+         std::string("var"),
+         "Directory for the embedded PostgreSQL cluster and local storage (--data-dir)",
+         false,
+         {},
+         {},
+         {}});
+  s.add({"database.url",
+         ConfigType::kString,
+         std::string(""),
+         "PostgreSQL connection URL; empty = start the embedded cluster under data_dir",
+         true,
+         {},
+         {},
+         {}});
+  s.add({"workers.concurrency",
+         ConfigType::kInt,
+         std::int64_t{0},
+         "Transcoding workers per process; 0 = one per CPU core",
+         false,
+         0,
+         256,
+         {}});
+  s.add({"workers.lease_s",
+         ConfigType::kInt,
+         std::int64_t{30},
+         "A claimed job is another worker's after this long without a heartbeat",
+         false,
+         2,
+         3600,
+         {}});
+  s.add({"workers.heartbeat_s",
+         ConfigType::kInt,
+         std::int64_t{5},
+         "How often a running job renews its lease and reports progress",
+         false,
+         1,
+         600,
+         {}});
+  s.add({"workers.max_attempts",
+         ConfigType::kInt,
+         std::int64_t{3},
+         "Attempts per job before it fails for good",
+         false,
+         1,
+         100,
+         {}});
+  s.add({"workers.backoff_base_s",
+         ConfigType::kInt,
+         std::int64_t{5},
+         "Retry n waits base * 2^(n-1) seconds (+-25 % jitter)",
+         false,
+         1,
+         3600,
+         {}});
+  s.add({"workers.shutdown_grace_s",
+         ConfigType::kInt,
+         std::int64_t{20},
+         "On SIGTERM, running jobs get this long before they are released",
+         false,
+         0,
+         3600,
+         {}});
   return s;
 }
 
@@ -175,6 +239,36 @@ Result<std::map<std::string, std::shared_ptr<Codec>>> Runtime::codecsFor(const L
     codecs[rung.codec] = std::move(c).value();
   }
   return codecs;
+}
+
+Result<std::shared_ptr<Storage>> Runtime::storageFor(const std::filesystem::path& data_dir) {
+  const std::string plugin = config_.getString("storage.plugin");
+  if (plugin == "local" && config_.has("storage.local.root") &&
+      config_.source("storage.local.root") == ConfigSource::kDefault) {
+    return storageWith("local", {{"root", (data_dir / "storage").string()}});
+  }
+  return storage();
+}
+
+Result<Runtime::DatabaseHandle> Runtime::openDatabase(const std::filesystem::path& data_dir,
+                                                      const std::string& url_override) {
+  DatabaseHandle handle;
+  std::string url = url_override.empty() ? config_.getString("database.url") : url_override;
+  if (!url.empty()) {
+    handle.conninfo = url;
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir, ec);
+    EmbeddedPostgres::Options options;
+    options.data_dir = std::filesystem::absolute(data_dir);
+    auto pg = EmbeddedPostgres::start(options);
+    if (!pg.ok()) return std::move(pg).error();
+    handle.embedded = std::move(pg).value();
+    handle.conninfo = handle.embedded->connectionString();
+  }
+  auto version = migrateDatabase(handle.conninfo);
+  if (!version.ok()) return std::move(version).error();
+  return handle;
 }
 
 }  // namespace vessel

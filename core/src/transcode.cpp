@@ -506,7 +506,8 @@ Result<TranscodeResult> transcodeLadder(const TranscodeRequest& request) noexcep
         return makeError(ErrorCode::kInvalidArgument, e.what());
       }
     }();
-    if (!r.ok()) job.discardOutputs();
+    bool keep = request.keep_outputs_on_failure && request.keep_outputs_on_failure->load();
+    if (!r.ok() && !keep) job.discardOutputs();
     return r;
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInternal, std::string("transcode: ") + e.what());

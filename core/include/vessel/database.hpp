@@ -19,9 +19,9 @@ namespace vessel {
 class EmbeddedPostgres {
  public:
   struct Options {
-    std::filesystem::path data_dir;               ///< e.g. ./var
+    std::filesystem::path data_dir;  ///< e.g. ./var
     std::string database = "vessel";
-    std::string system_user = "vessel";            ///< used only when running as root
+    std::string system_user = "vessel";  ///< used only when running as root
     std::chrono::seconds start_timeout{60};
   };
 

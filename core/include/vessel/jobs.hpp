@@ -15,7 +15,7 @@
 namespace vessel {
 
 struct NewUpload {
-  std::string user_id;       ///< uuid
+  std::string user_id;  ///< uuid
   std::string filename;
   std::string content_type;
   std::int64_t size_bytes = 0;
@@ -28,11 +28,11 @@ struct UploadRecord {
   std::string filename;
   std::string content_type;
   std::int64_t size_bytes = 0;
-  std::string status;       ///< uploading | queued | processing | ready | failed
+  std::string status;  ///< uploading | queued | processing | ready | failed
   std::optional<double> duration_s;
   std::optional<std::string> error;
   std::optional<std::string> title, artist, album;
-  double progress = 0;      ///< of the live or last job
+  double progress = 0;                 ///< of the live or last job
   std::string created_at, updated_at;  ///< ISO 8601
 };
 
@@ -42,7 +42,7 @@ struct ClaimedJob {
   std::int32_t max_attempts = 0;
   std::string upload_id;
   std::string user_id;
-  std::string storage_key;   ///< the original
+  std::string storage_key;  ///< the original
   std::string pipeline;
   std::string lease_owner;
 };
@@ -51,12 +51,13 @@ struct ClaimedJob {
 struct JobOutcome {
   double duration_s = 0;
   std::string master_key;
-  std::map<std::string, std::string> probe;  ///< codec, sample_rate, channels, bit_rate, container, title, artist, album
+  std::map<std::string, std::string>
+      probe;  ///< codec, sample_rate, channels, bit_rate, container, title, artist, album
 };
 
 struct QueueOptions {
   std::chrono::seconds lease{30};
-  std::chrono::seconds backoff_base{5};   ///< attempt n waits base * 2^(n-1) ± 25 % jitter
+  std::chrono::seconds backoff_base{5};  ///< attempt n waits base * 2^(n-1) ± 25 % jitter
   std::chrono::seconds backoff_max{600};
   std::int32_t max_attempts = 3;
 };
@@ -72,7 +73,8 @@ class JobStore {
   ~JobStore();
 
   // --- users (the auth plugin owns passwords; this is the minimum the queue needs)
-  Result<std::string> createUser(const std::string& email, const std::string& password_hash) noexcept;
+  Result<std::string> createUser(const std::string& email,
+                                 const std::string& password_hash) noexcept;
   Result<std::optional<std::string>> findUserByEmail(const std::string& email) noexcept;
 
   // --- uploads

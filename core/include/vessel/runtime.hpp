@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vessel/config.hpp"
+#include "vessel/database.hpp"
 #include "vessel/ladder.hpp"
 #include "vessel/plugin_host.hpp"
 #include "vessel/result.hpp"
@@ -54,6 +55,19 @@ class Runtime {
   /// local store rooted at a staging directory).
   Result<std::shared_ptr<Storage>> storageWith(
       std::string_view plugin, const std::map<std::string, ConfigValue, std::less<>>& overrides);
+  /// The storage for a process with a data dir: like storage(), but the local
+  /// plugin's root defaults to <data_dir>/storage unless set explicitly.
+  Result<std::shared_ptr<Storage>> storageFor(const std::filesystem::path& data_dir);
+
+  struct DatabaseHandle {
+    std::string conninfo;
+    std::unique_ptr<EmbeddedPostgres> embedded;  ///< null when an external server is used
+  };
+  /// `url_override`, else database.url, else the embedded cluster under data_dir
+  /// (started or attached). Applies migrations either way.
+  Result<DatabaseHandle> openDatabase(const std::filesystem::path& data_dir,
+                                      const std::string& url_override = "");
+
   /// The codec plugins a ladder needs, by name.
   Result<std::map<std::string, std::shared_ptr<Codec>>> codecsFor(const Ladder& ladder);
 

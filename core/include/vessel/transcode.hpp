@@ -34,6 +34,10 @@ struct TranscodeRequest {
   std::function<void(double progress)> on_progress;
   /// Set to true from any thread to stop; the result is then kCancelled.
   const std::atomic<bool>* cancel = nullptr;
+  /// When set and true at the time of a failure, what was written is left in
+  /// place (a worker that lost its lease must not delete the files the newer
+  /// attempt is writing under the same keys).
+  const std::atomic<bool>* keep_outputs_on_failure = nullptr;
 };
 
 struct RungOutput {

@@ -1,0 +1,46 @@
+// Shared pieces of the `vessel` command line: exit codes and the one-line error.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vessel/result.hpp"
+
+namespace vessel::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 64;
+constexpr int kExitInput = 65;
+constexpr int kExitUnavailable = 69;
+constexpr int kExitInternal = 70;
+constexpr int kExitOutput = 73;
+constexpr int kExitTempFail = 75;
+constexpr int kExitConfig = 78;
+
+/// Prints "vessel: error: MESSAGE" as exactly one line and returns `code`.
+int fail(int code, const std::string& message);
+int exitCodeFor(ErrorCode code);
+
+/// Generic flags: "--name VALUE", "--name=VALUE" for valued flags, "--name" for
+/// switches. Unknown flags are a usage error.
+struct Flags {
+  std::map<std::string, std::string> values;
+  std::vector<std::string> positional;
+  bool has(const std::string& name) const { return values.count(name) > 0; }
+  std::string get(const std::string& name, const std::string& fallback = "") const {
+    auto it = values.find(name);
+    return it == values.end() ? fallback : it->second;
+  }
+};
+std::optional<std::string> parseFlags(int argc, char** argv, int start,
+                                      const std::vector<std::string>& valued,
+                                      const std::vector<std::string>& switches, Flags& out);
+
+int cmdWorker(int argc, char** argv);
+int cmdSubmit(int argc, char** argv);
+int cmdStatus(int argc, char** argv);
+int cmdCleanup(int argc, char** argv);
+
+}  // namespace vessel::cli

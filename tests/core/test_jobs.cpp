@@ -1,0 +1,775 @@
+// JobStore against a real private PostgreSQL: one EmbeddedPostgres for the
+// suite, emptied before each test. Covers the upload lifecycle, exclusive
+// claims under concurrency, lease expiry and fencing, retries with backoff,
+// LISTEN/NOTIFY wake-ups and the cleanup queries.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vessel/database.hpp"
+#include "vessel/jobs.hpp"
+
+namespace vessel {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+class JobsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char pattern[] = "/tmp/vessel-jobs-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) {
+      setup_error_ = "mkdtemp failed";
+      return;
+    }
+    dir_ = new fs::path(pattern);
+    // mkdtemp makes it 0700; as root the cluster runs as `vessel` and must enter it.
+    fs::permissions(*dir_, fs::perms(0755));
+    EmbeddedPostgres::Options options;
+    options.data_dir = *dir_;
+    auto pg = EmbeddedPostgres::start(options);
+    if (!pg) {
+      setup_error_ = "EmbeddedPostgres::start: " + pg.error().message;
+      return;
+    }
+    pg_ = std::move(pg).value().release();
+    auto migrated = migrateDatabase(pg_->connectionString());
+    if (!migrated) setup_error_ = "migrateDatabase: " + migrated.error().message;
+  }
+
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+    if (dir_ != nullptr) {
+      std::error_code ec;
+      fs::remove_all(*dir_, ec);
+      delete dir_;
+      dir_ = nullptr;
+    }
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    // Tests share the queue: start each from an empty one.
+    sql("TRUNCATE users, uploads, jobs, job_attempts CASCADE");
+  }
+
+  static const std::string& conninfo() { return pg_->connectionString(); }
+
+  static std::unique_ptr<JobStore> store(QueueOptions options = {}) {
+    auto s = JobStore::connect(conninfo(), options);
+    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  // Direct SQL for setting up and inspecting what the API does not expose.
+  static pqxx::result sql(const std::string& query) {
+    pqxx::connection conn(conninfo());
+    pqxx::nontransaction tx(conn);
+    return tx.exec(query);
+  }
+  static std::string value(const std::string& query) {
+    const pqxx::result r = sql(query);
+    if (r.empty() || r[0][0].is_null()) return "<null>";
+    return r[0][0].c_str();
+  }
+  static std::string jobField(std::int64_t job_id, const std::string& expr) {
+    return value("SELECT " + expr + " FROM jobs WHERE id = " + std::to_string(job_id));
+  }
+  static std::string uploadField(const std::string& upload_id, const std::string& expr) {
+    return value("SELECT " + expr + " FROM uploads WHERE id = '" + upload_id + "'");
+  }
+
+  std::string newUser(JobStore& s) {
+    auto id = s.createUser("user" + std::to_string(++user_counter_) + "@example.com", "hash");
+    EXPECT_TRUE(id.ok()) << (id.ok() ? "" : id.error().message);
+    return id.ok() ? id.value() : "";
+  }
+
+  UploadRecord newUpload(JobStore& s, const std::string& user_id) {
+    auto up = s.createUpload(NewUpload{user_id, "song.flac", "audio/flac", 1234});
+    EXPECT_TRUE(up.ok()) << (up.ok() ? "" : up.error().message);
+    return up.ok() ? up.value() : UploadRecord{};
+  }
+
+  // An upload with a queued job; returns the job id.
+  std::int64_t queuedJob(JobStore& s, std::string* upload_id = nullptr) {
+    const UploadRecord up = newUpload(s, newUser(s));
+    auto job = s.enqueue(up.id, "default");
+    EXPECT_TRUE(job.ok()) << (job.ok() ? "" : job.error().message);
+    if (upload_id) *upload_id = up.id;
+    return job.ok() ? job.value() : 0;
+  }
+
+  static ClaimedJob claimOne(JobStore& s, const std::string& owner) {
+    auto c = s.claim(owner);
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    EXPECT_TRUE(c.ok() && c.value().has_value()) << "nothing to claim for " << owner;
+    return c.ok() && c.value() ? *c.value() : ClaimedJob{};
+  }
+
+  static bool claimsNothing(JobStore& s, const std::string& owner) {
+    auto c = s.claim(owner);
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    return c.ok() && !c.value().has_value();
+  }
+
+  static std::string status(JobStore& s, const std::string& upload_id) {
+    auto u = s.getUpload(upload_id);
+    if (!u.ok() || !u.value()) return "<missing>";
+    return u.value()->status;
+  }
+
+  static inline EmbeddedPostgres* pg_ = nullptr;
+  static inline fs::path* dir_ = nullptr;
+  static inline std::string setup_error_;
+  static inline int user_counter_ = 0;
+};
+
+TEST_F(JobsTest, UsersAreFoundByEmailCaseInsensitively) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  auto id = s->createUser("Alice@Example.COM", "h");
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  auto found = s->findUserByEmail("alice@example.com");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found.value().has_value());
+  EXPECT_EQ(*found.value(), id.value());
+
+  auto dup = s->createUser("ALICE@example.com", "h2");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+
+  auto missing = s->findUserByEmail("bob@example.com");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing.value().has_value());
+}
+
+TEST_F(JobsTest, CreateUploadIsUploadingUnderItsOriginalKey) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const std::string user = newUser(*s);
+  const UploadRecord up = newUpload(*s, user);
+  EXPECT_EQ(up.status, "uploading");
+  EXPECT_EQ(up.user_id, user);
+  EXPECT_EQ(up.storage_key, user + "/" + up.id + "/original");
+  EXPECT_EQ(up.storage_key, originalKey(user, up.id));
+  EXPECT_EQ(uploadPrefix(user, up.id), user + "/" + up.id + "/");
+  EXPECT_EQ(up.filename, "song.flac");
+  EXPECT_EQ(up.content_type, "audio/flac");
+  EXPECT_EQ(up.size_bytes, 1234);
+  EXPECT_FALSE(up.duration_s.has_value());
+  EXPECT_FALSE(up.error.has_value());
+  EXPECT_EQ(up.progress, 0);
+  const std::regex iso(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  EXPECT_TRUE(std::regex_match(up.created_at, iso)) << up.created_at;
+  EXPECT_TRUE(std::regex_match(up.updated_at, iso)) << up.updated_at;
+
+  auto again = s->getUpload(up.id);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again.value().has_value());
+  EXPECT_EQ(again.value()->storage_key, up.storage_key);
+}
+
+TEST_F(JobsTest, BadIdsAreNotFoundRatherThanErrors) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  auto got = s->getUpload("not-a-uuid'; DROP TABLE uploads; --");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got.value().has_value());
+  auto none = s->getUpload("00000000-0000-0000-0000-000000000000");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none.value().has_value());
+
+  auto enq = s->enqueue("00000000-0000-0000-0000-000000000000", "default");
+  ASSERT_FALSE(enq.ok());
+  EXPECT_EQ(enq.error().code, ErrorCode::kNotFound);
+
+  auto up = s->createUpload(NewUpload{"00000000-0000-0000-0000-000000000000", "a", "b", 1});
+  ASSERT_FALSE(up.ok());
+  EXPECT_EQ(up.error().code, ErrorCode::kNotFound);
+  auto bad = s->createUpload(NewUpload{"nope", "a", "b", 1});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, EnqueueQueuesOnceAndRefusesTwice) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const UploadRecord up = newUpload(*s, newUser(*s));
+  auto job = s->enqueue(up.id, "default");
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  EXPECT_EQ(status(*s, up.id), "queued");
+  EXPECT_EQ(jobField(job.value(), "state"), "queued");
+  EXPECT_EQ(jobField(job.value(), "upload_id"), up.id);
+  EXPECT_EQ(jobField(job.value(), "pipeline"), "default");
+  EXPECT_EQ(jobField(job.value(), "attempts"), "0");
+  EXPECT_EQ(jobField(job.value(), "max_attempts"), "3");
+
+  auto twice = s->enqueue(up.id, "default");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(twice.error().message.find("not in uploading"), std::string::npos)
+      << twice.error().message;
+  EXPECT_EQ(value("SELECT count(*) FROM jobs"), "1");
+}
+
+TEST_F(JobsTest, ClaimLeasesTheJobOnce) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  const std::int64_t job_id = queuedJob(*s, &upload_id);
+
+  const ClaimedJob job = claimOne(*s, "worker-a");
+  EXPECT_EQ(job.job_id, job_id);
+  EXPECT_EQ(job.attempt, 1);
+  EXPECT_EQ(job.max_attempts, 3);
+  EXPECT_EQ(job.upload_id, upload_id);
+  EXPECT_EQ(job.pipeline, "default");
+  EXPECT_EQ(job.lease_owner, "worker-a");
+  EXPECT_EQ(job.storage_key, originalKey(job.user_id, upload_id));
+  EXPECT_EQ(status(*s, upload_id), "processing");
+  EXPECT_EQ(jobField(job_id, "state"), "running");
+  EXPECT_EQ(jobField(job_id, "lease_owner"), "worker-a");
+  EXPECT_EQ(jobField(job_id, "lease_expires_at > now() + interval '25 seconds'"), "t");
+  EXPECT_EQ(value("SELECT worker || ':' || attempt FROM job_attempts WHERE job_id = " +
+                  std::to_string(job_id)),
+            "worker-a:1");
+
+  EXPECT_TRUE(claimsNothing(*s, "worker-b"));
+}
+
+TEST_F(JobsTest, ConcurrentClaimersNeverShareAJob) {
+  constexpr int kJobs = 50;
+  constexpr int kThreads = 8;
+  std::set<std::int64_t> queued;
+  {
+    auto s = store();
+    ASSERT_TRUE(s);
+    for (int i = 0; i < kJobs; ++i) queued.insert(queuedJob(*s));
+  }
+  ASSERT_EQ(queued.size(), std::size_t(kJobs));
+
+  std::mutex mu;
+  std::vector<std::int64_t> claimed;
+  std::vector<std::string> errors;
+  std::latch ready(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto connected = JobStore::connect(conninfo());
+      ready.arrive_and_wait();  // everyone connected, then all claim at once
+      if (!connected) {
+        std::lock_guard lock(mu);
+        errors.push_back(connected.error().message);
+        return;
+      }
+      JobStore& s = *connected.value();
+      const std::string owner = "worker-" + std::to_string(t);
+      for (;;) {
+        auto c = s.claim(owner);
+        std::lock_guard lock(mu);
+        if (!c) {
+          errors.push_back(c.error().message);
+          return;
+        }
+        if (!c.value()) return;
+        claimed.push_back(c.value()->job_id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(claimed.size(), std::size_t(kJobs)) << "a job was claimed twice or missed";
+  EXPECT_EQ(std::set<std::int64_t>(claimed.begin(), claimed.end()), queued);
+  EXPECT_EQ(value("SELECT count(*) FROM job_attempts WHERE attempt = 1"), std::to_string(kJobs));
+  EXPECT_EQ(value("SELECT count(*) FROM uploads WHERE status = 'processing'"),
+            std::to_string(kJobs));
+}
+
+TEST_F(JobsTest, HeartbeatExtendsTheLeaseAndRecordsProgress) {
+  QueueOptions options;
+  options.lease = 1s;
+  auto a = store(options);
+  auto b = store(options);
+  ASSERT_TRUE(a && b);
+  std::string upload_id;
+  queuedJob(*a, &upload_id);
+  const ClaimedJob job = claimOne(*a, "a");
+
+  std::this_thread::sleep_for(600ms);
+  ASSERT_TRUE(a->heartbeat(job, 0.5).ok());
+  std::this_thread::sleep_for(600ms);  // past the first lease, within the extended one
+  EXPECT_TRUE(claimsNothing(*b, "b"));
+  ASSERT_TRUE(a->heartbeat(job, 0.75).ok());
+
+  EXPECT_EQ(jobField(job.job_id, "lease_owner"), "a");
+  EXPECT_EQ(jobField(job.job_id, "lease_expires_at > now()"), "t");
+  auto up = a->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_DOUBLE_EQ(up.value()->progress, 0.75);
+}
+
+TEST_F(JobsTest, ExpiredLeaseIsReclaimedAndTheOldOwnerIsFencedOff) {
+  QueueOptions options;
+  options.lease = 1s;
+  auto a = store(options);
+  auto b = store(options);
+  ASSERT_TRUE(a && b);
+  std::string upload_id;
+  queuedJob(*a, &upload_id);
+  const ClaimedJob first = claimOne(*a, "a");
+  ASSERT_EQ(first.attempt, 1);
+
+  EXPECT_TRUE(claimsNothing(*b, "b"));  // lease still live
+  std::this_thread::sleep_for(1200ms);  // a stopped heartbeating
+  const ClaimedJob second = claimOne(*b, "b");
+  EXPECT_EQ(second.job_id, first.job_id);
+  EXPECT_EQ(second.attempt, 2);
+  EXPECT_EQ(second.lease_owner, "b");
+
+  auto hb = a->heartbeat(first, 0.9);
+  ASSERT_FALSE(hb.ok());
+  EXPECT_EQ(hb.error().code, ErrorCode::kPermissionDenied);
+  JobOutcome outcome;
+  outcome.duration_s = 10;
+  auto done = a->complete(first, outcome);
+  ASSERT_FALSE(done.ok());
+  EXPECT_EQ(done.error().code, ErrorCode::kPermissionDenied);
+  for (const auto& r : {a->fail(first, makeError(ErrorCode::kCorruptInput, "x")),
+                        a->release(first)}) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
+  }
+
+  // Nothing the fenced-off owner did stuck.
+  EXPECT_EQ(status(*a, upload_id), "processing");
+  EXPECT_EQ(uploadField(upload_id, "duration_s"), "<null>");
+  EXPECT_EQ(jobField(first.job_id, "state"), "running");
+  EXPECT_EQ(jobField(first.job_id, "lease_owner"), "b");
+  EXPECT_EQ(jobField(first.job_id, "attempts"), "2");
+  EXPECT_EQ(jobField(first.job_id, "progress"), "0");
+  EXPECT_EQ(value("SELECT string_agg(attempt || ':' || worker || ':' || coalesce(outcome, '-'),"
+                  " ',' ORDER BY attempt) FROM job_attempts"),
+            "1:a:lease_expired,2:b:-");
+
+  ASSERT_TRUE(b->complete(second, outcome).ok());
+  EXPECT_EQ(status(*a, upload_id), "ready");
+}
+
+TEST_F(JobsTest, CompleteMarksReadyWithDurationAndProbe) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  sql("UPDATE uploads SET job_secret_hash = 'abc'");
+  const ClaimedJob job = claimOne(*s, "w");
+  ASSERT_TRUE(s->heartbeat(job, 0.4).ok());
+
+  JobOutcome outcome;
+  outcome.duration_s = 187.25;
+  outcome.master_key = uploadPrefix(job.user_id, job.upload_id) + "master.m3u8";
+  outcome.probe = {{"codec", "FLAC"},     {"sample_rate", "44100"}, {"channels", "2"},
+                   {"bit_rate", "912345"}, {"container", "flac"},    {"title", "Song"},
+                   {"artist", "Band"}};  // no album
+  auto done = s->complete(job, outcome);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+
+  auto up = s->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_EQ(up.value()->status, "ready");
+  ASSERT_TRUE(up.value()->duration_s.has_value());
+  EXPECT_DOUBLE_EQ(*up.value()->duration_s, 187.25);
+  EXPECT_FALSE(up.value()->error.has_value());
+  EXPECT_EQ(up.value()->title, std::optional<std::string>("Song"));
+  EXPECT_EQ(up.value()->artist, std::optional<std::string>("Band"));
+  EXPECT_FALSE(up.value()->album.has_value());
+  EXPECT_DOUBLE_EQ(up.value()->progress, 1.0);
+  EXPECT_EQ(uploadField(upload_id, "codec || '|' || sample_rate || '|' || channels || '|' || "
+                                   "bit_rate || '|' || container"),
+            "FLAC|44100|2|912345|flac");
+  EXPECT_EQ(uploadField(upload_id, "job_secret_hash"), "<null>");
+  EXPECT_EQ(jobField(job.job_id, "state || '|' || coalesce(lease_owner, '-') || '|' || "
+                                 "(finished_at IS NOT NULL)"),
+            "succeeded|-|true");
+  EXPECT_EQ(value("SELECT outcome FROM job_attempts"), "succeeded");
+
+  // Once done, the lease is gone: a second report is refused.
+  auto again = s->complete(job, outcome);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(JobsTest, UnparsableNumericProbeFieldsBecomeNull) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  const ClaimedJob job = claimOne(*s, "w");
+  JobOutcome outcome;
+  outcome.duration_s = 1;
+  outcome.probe = {{"sample_rate", "44.1 kHz"}, {"channels", "-2"}, {"codec", ""}};
+  ASSERT_TRUE(s->complete(job, outcome).ok());
+  EXPECT_EQ(uploadField(upload_id, "coalesce(sample_rate::text, 'null') || "
+                                   "coalesce(channels::text, 'null') || coalesce(codec, 'null')"),
+            "nullnullnull");
+}
+
+TEST_F(JobsTest, TransientFailureRequeuesWithBackoff) {
+  QueueOptions options;
+  options.backoff_base = 1s;
+  auto s = store(options);
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  const ClaimedJob job = claimOne(*s, "w");
+  const auto failed_at = Clock::now();
+  auto r = s->fail(job, makeError(ErrorCode::kUnavailable, "storage answered 503"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+
+  EXPECT_EQ(status(*s, upload_id), "queued");
+  EXPECT_EQ(jobField(job.job_id, "state"), "queued");
+  EXPECT_EQ(jobField(job.job_id, "lease_owner"), "<null>");
+  EXPECT_NE(jobField(job.job_id, "last_error").find("storage answered 503"), std::string::npos);
+  // 1 s ± 25 %.
+  const double delay =
+      std::stod(jobField(job.job_id, "extract(epoch FROM run_after - updated_at)"));
+  EXPECT_GE(delay, 0.74);
+  EXPECT_LE(delay, 1.26);
+  EXPECT_EQ(value("SELECT outcome FROM job_attempts WHERE attempt = 1"), "retry");
+
+  EXPECT_TRUE(claimsNothing(*s, "w"));  // not due yet
+  std::optional<ClaimedJob> again;
+  while (!again && Clock::now() - failed_at < 3s) {
+    auto c = s->claim("w2");
+    ASSERT_TRUE(c.ok());
+    again = c.value();
+    if (!again) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(again.has_value());
+  EXPECT_GE(Clock::now() - failed_at, 700ms);
+  EXPECT_EQ(again->job_id, job.job_id);
+  EXPECT_EQ(again->attempt, 2);
+  EXPECT_EQ(status(*s, upload_id), "processing");
+}
+
+TEST_F(JobsTest, PermanentFailureFailsAtOnce) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  const ClaimedJob job = claimOne(*s, "w");
+  ASSERT_TRUE(s->fail(job, makeError(ErrorCode::kUnsupportedInput, "not an audio file")).ok());
+
+  auto up = s->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_EQ(up.value()->status, "failed");
+  EXPECT_EQ(up.value()->error, std::optional<std::string>("not an audio file"));
+  EXPECT_EQ(jobField(job.job_id, "state"), "failed");
+  EXPECT_EQ(jobField(job.job_id, "last_error"), "unsupported_input: not an audio file");
+  EXPECT_EQ(value("SELECT outcome FROM job_attempts"), "failed");
+  EXPECT_TRUE(claimsNothing(*s, "w"));
+}
+
+TEST_F(JobsTest, TransientFailureWithoutAttemptsLeftFails) {
+  QueueOptions options;
+  options.max_attempts = 2;
+  options.backoff_base = 0s;
+  auto s = store(options);
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  const ClaimedJob first = claimOne(*s, "w");
+  ASSERT_TRUE(s->fail(first, makeError(ErrorCode::kTimeout, "stalled")).ok());
+  EXPECT_EQ(status(*s, upload_id), "queued");
+  const ClaimedJob second = claimOne(*s, "w");
+  EXPECT_EQ(second.attempt, 2);
+  EXPECT_EQ(second.max_attempts, 2);
+  ASSERT_TRUE(s->fail(second, makeError(ErrorCode::kTimeout, "stalled again")).ok());
+
+  auto up = s->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_EQ(up.value()->status, "failed");
+  EXPECT_EQ(up.value()->error, std::optional<std::string>("stalled again"));
+  EXPECT_EQ(jobField(first.job_id, "state || ':' || attempts"), "failed:2");
+  EXPECT_EQ(value("SELECT string_agg(outcome, ',' ORDER BY attempt) FROM job_attempts"),
+            "retry,failed");
+  EXPECT_TRUE(claimsNothing(*s, "w"));
+}
+
+TEST_F(JobsTest, ExpiredLeaseWithoutAttemptsLeftFailsAtTheNextClaim) {
+  QueueOptions options;
+  options.lease = 1s;
+  options.max_attempts = 1;
+  auto a = store(options);
+  auto b = store(options);
+  ASSERT_TRUE(a && b);
+  std::string upload_id;
+  queuedJob(*a, &upload_id);
+  const ClaimedJob job = claimOne(*a, "a");
+  std::this_thread::sleep_for(1200ms);
+
+  EXPECT_TRUE(claimsNothing(*b, "b"));
+  auto up = b->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_EQ(up.value()->status, "failed");
+  ASSERT_TRUE(up.value()->error.has_value());
+  EXPECT_NE(up.value()->error->find("lease expired"), std::string::npos) << *up.value()->error;
+  EXPECT_EQ(jobField(job.job_id, "state"), "failed");
+  EXPECT_NE(jobField(job.job_id, "last_error").find("lease expired"), std::string::npos);
+  EXPECT_EQ(value("SELECT outcome FROM job_attempts"), "lease_expired");
+
+  auto late = a->complete(job, JobOutcome{});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(JobsTest, ReleaseGivesTheJobBackWithoutCountingTheAttempt) {
+  auto a = store();
+  auto b = store();
+  ASSERT_TRUE(a && b);
+  std::string upload_id;
+  queuedJob(*a, &upload_id);
+  const ClaimedJob job = claimOne(*a, "a");
+  ASSERT_TRUE(a->release(job).ok());
+  EXPECT_EQ(status(*a, upload_id), "queued");
+  EXPECT_EQ(jobField(job.job_id, "state || ':' || attempts || ':' || coalesce(lease_owner, '-')"),
+            "queued:0:-");
+  EXPECT_EQ(value("SELECT count(*) FROM job_attempts"), "0");
+
+  const ClaimedJob again = claimOne(*b, "b");
+  EXPECT_EQ(again.job_id, job.job_id);
+  EXPECT_EQ(again.attempt, 1);
+  // Same attempt number, different owner: the releaser is still fenced off.
+  auto hb = a->heartbeat(job, 0.1);
+  ASSERT_FALSE(hb.ok());
+  EXPECT_EQ(hb.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(JobsTest, RetryRequeuesAFailedUploadWithAFreshBudget) {
+  QueueOptions options;
+  options.max_attempts = 1;
+  auto s = store(options);
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  const std::int64_t old_job = queuedJob(*s, &upload_id);
+  const ClaimedJob job = claimOne(*s, "w");
+  ASSERT_TRUE(s->fail(job, makeError(ErrorCode::kUnavailable, "down")).ok());
+  ASSERT_EQ(status(*s, upload_id), "failed");  // transient, but no attempts left
+
+  auto retried = s->retry(upload_id, "default");
+  ASSERT_TRUE(retried.ok()) << retried.error().message;
+  EXPECT_NE(retried.value(), old_job);
+  auto up = s->getUpload(upload_id);
+  ASSERT_TRUE(up.ok() && up.value());
+  EXPECT_EQ(up.value()->status, "queued");
+  EXPECT_FALSE(up.value()->error.has_value());
+  EXPECT_EQ(up.value()->progress, 0);
+  EXPECT_EQ(jobField(old_job, "state"), "failed");  // kept as history
+  EXPECT_EQ(jobField(retried.value(), "state || ':' || attempts"), "queued:0");
+
+  const ClaimedJob fresh = claimOne(*s, "w");
+  EXPECT_EQ(fresh.job_id, retried.value());
+  EXPECT_EQ(fresh.attempt, 1);
+  ASSERT_TRUE(s->complete(fresh, JobOutcome{}).ok());
+
+  auto ready = s->retry(upload_id, "default");
+  ASSERT_FALSE(ready.ok());
+  EXPECT_EQ(ready.error().code, ErrorCode::kInvalidArgument);
+  const UploadRecord uploading = newUpload(*s, newUser(*s));
+  auto early = s->retry(uploading.id, "default");
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, WaitForWorkWakesOnEnqueueAndTimesOut) {
+  auto waiter = store();
+  auto producer = store();
+  ASSERT_TRUE(waiter && producer);
+  const UploadRecord up = newUpload(*producer, newUser(*producer));
+
+  auto start = Clock::now();
+  auto idle = waiter->waitForWork(300ms);
+  ASSERT_TRUE(idle.ok()) << idle.error().message;
+  EXPECT_FALSE(idle.value());
+  EXPECT_GE(Clock::now() - start, 290ms);
+
+  std::thread enqueuer([&] {
+    std::this_thread::sleep_for(200ms);
+    auto job = producer->enqueue(up.id, "default");
+    EXPECT_TRUE(job.ok());
+  });
+  start = Clock::now();
+  auto woken = waiter->waitForWork(5000ms);
+  const auto waited = Clock::now() - start;
+  enqueuer.join();
+  ASSERT_TRUE(woken.ok()) << woken.error().message;
+  EXPECT_TRUE(woken.value());
+  EXPECT_LT(waited, 1s);
+
+  // The notification was consumed; nothing new arrives.
+  auto after = waiter->waitForWork(200ms);
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after.value());
+}
+
+TEST_F(JobsTest, CleanupCandidatesAreFailedOrStaleWithoutALiveLease) {
+  QueueOptions options;
+  options.max_attempts = 1;
+  auto s = store(options);
+  ASSERT_TRUE(s);
+  const std::string user = newUser(*s);
+  auto make = [&] { return newUpload(*s, user).id; };
+
+  const std::string failed = make();
+  ASSERT_TRUE(s->enqueue(failed, "p").ok());
+  ASSERT_TRUE(s->fail(claimOne(*s, "w"), makeError(ErrorCode::kCorruptInput, "bad")).ok());
+
+  const std::string ready = make();
+  ASSERT_TRUE(s->enqueue(ready, "p").ok());
+  ASSERT_TRUE(s->complete(claimOne(*s, "w"), JobOutcome{}).ok());
+
+  const std::string stale_uploading = make();
+  const std::string fresh_uploading = make();
+
+  const std::string stale_live = make();
+  ASSERT_TRUE(s->enqueue(stale_live, "p").ok());
+  const ClaimedJob live = claimOne(*s, "w");
+
+  const std::string stale_dead = make();
+  ASSERT_TRUE(s->enqueue(stale_dead, "p").ok());
+  const ClaimedJob dead = claimOne(*s, "w");
+  sql("UPDATE jobs SET lease_expires_at = now() - interval '1 minute' WHERE id = " +
+      std::to_string(dead.job_id));
+
+  const std::string stale_queued = make();
+  ASSERT_TRUE(s->enqueue(stale_queued, "p").ok());
+
+  for (const std::string& id : {ready, stale_uploading, stale_live, stale_dead, stale_queued}) {
+    sql("UPDATE uploads SET updated_at = now() - interval '2 hours' WHERE id = '" + id + "'");
+  }
+
+  auto all = s->cleanupCandidates(1h, 100, "");
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  std::set<std::string> expected = {failed, stale_uploading, stale_dead, stale_queued};
+  std::vector<std::string> ids;
+  for (const auto& c : all.value()) {
+    ids.push_back(c.upload_id);
+    EXPECT_EQ(c.user_id, user);
+    if (c.upload_id == failed) {
+      EXPECT_EQ(c.status, "failed");
+    } else if (c.upload_id == stale_uploading) {
+      EXPECT_EQ(c.status, "uploading");
+    } else if (c.upload_id == stale_dead) {
+      EXPECT_EQ(c.status, "processing");
+    }
+  }
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()), expected);
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(ids.size(), expected.size());
+
+  // Keyset pagination with `after` walks the same list one by one.
+  std::vector<std::string> paged;
+  std::string cursor;
+  for (int guard = 0; guard < 10; ++guard) {
+    auto page = s->cleanupCandidates(1h, 1, cursor);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    if (page.value().empty()) break;
+    ASSERT_EQ(page.value().size(), 1u);
+    cursor = page.value()[0].upload_id;
+    paged.push_back(cursor);
+  }
+  EXPECT_EQ(paged, ids);
+
+  // The live lease is what protected stale_live.
+  sql("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = " +
+      std::to_string(live.job_id));
+  auto more = s->cleanupCandidates(1h, 100, "");
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more.value().size(), expected.size() + 1);
+
+  auto bad = s->cleanupCandidates(1h, 10, "not-a-uuid");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, CleanupLockIsExclusiveAcrossStores) {
+  auto a = store();
+  auto b = store();
+  ASSERT_TRUE(a && b);
+  auto got = a->tryLockCleanup();
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_TRUE(got.value());
+  auto other = b->tryLockCleanup();
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other.value());
+  ASSERT_TRUE(a->unlockCleanup().ok());
+  auto now_b = b->tryLockCleanup();
+  ASSERT_TRUE(now_b.ok());
+  EXPECT_TRUE(now_b.value());
+  ASSERT_TRUE(b->unlockCleanup().ok());
+  auto not_held = b->unlockCleanup();
+  ASSERT_FALSE(not_held.ok());
+  EXPECT_EQ(not_held.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, DeleteUploadRemovesItsRows) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  const std::int64_t job_id = queuedJob(*s, &upload_id);
+  claimOne(*s, "w");
+  ASSERT_TRUE(s->deleteUpload(upload_id).ok());
+  auto gone = s->getUpload(upload_id);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone.value().has_value());
+  EXPECT_EQ(jobField(job_id, "count(*)"), "0");
+  EXPECT_EQ(value("SELECT count(*) FROM job_attempts"), "0");
+  auto again = s->deleteUpload(upload_id);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(JobsTest, ALostConnectionIsReportedThenRestored) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const UploadRecord up = newUpload(*s, newUser(*s));
+  sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+
+  auto first = s->getUpload(up.id);
+  if (!first.ok()) {
+    EXPECT_EQ(first.error().code, ErrorCode::kUnavailable) << first.error().message;
+  }
+  auto second = s->getUpload(up.id);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  ASSERT_TRUE(second.value().has_value());
+  EXPECT_EQ(second.value()->id, up.id);
+  // LISTEN is back too, and the reconnect reported possible missed work.
+  auto woken = s->waitForWork(0ms);
+  ASSERT_TRUE(woken.ok());
+  auto job = s->enqueue(up.id, "default");
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  auto notified = s->waitForWork(1000ms);
+  ASSERT_TRUE(notified.ok());
+  EXPECT_TRUE(notified.value());
+}
+
+}  // namespace
+}  // namespace vessel
