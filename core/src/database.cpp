@@ -237,10 +237,29 @@ Result<CommandResult> runCommand(const std::vector<std::string>& argv, const Ide
   return result;
 }
 
+/// The most recently written file in `dir` (the server's log_directory).
+fs::path newestFile(const fs::path& dir) {
+  fs::path newest;
+  fs::file_time_type newest_time{};
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code time_ec;
+    const auto time = it->last_write_time(time_ec);
+    if (!time_ec && it->is_regular_file(time_ec) && (newest.empty() || time > newest_time)) {
+      newest = it->path();
+      newest_time = time;
+    }
+  }
+  return newest;
+}
+
+/// `logs`: files whose tails explain the failure (pg_ctl's -l file has what
+/// happened before the logging collector took over, the collector's file the rest).
 Error commandFailed(const std::string& what, const CommandResult& result,
-                    const fs::path& log = {}) {
+                    const std::vector<fs::path>& logs = {}) {
   std::string message = what + " failed (" + result.describeExit() + "): " + tail(result.output);
-  if (!log.empty()) {
+  for (const auto& log : logs) {
+    if (log.empty()) continue;
     const std::string log_tail = fileTail(log);
     if (!log_tail.empty()) message += "\nlog " + log.string() + ":\n" + log_tail;
   }
@@ -448,22 +467,25 @@ std::string readFirstLine(const fs::path& path) {
   return line;
 }
 
-/// Whether the server behind our socket accepts connections as `user`.
-bool serverAccepts(const fs::path& socket_dir, const std::string& user) {
+/// Whether the server behind our socket accepts connections as `user`; if
+/// not, `why` gets libpq's reason.
+bool serverAccepts(const fs::path& socket_dir, const std::string& user,
+                   std::string* why = nullptr) {
   try {
     pqxx::connection conn(conninfoFor(socket_dir, "postgres", user) + " connect_timeout=5");
     return conn.is_open();
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
+    if (why) *why = tail(e.what());
     return false;
   }
 }
 
-/// The pid in postmaster.pid if that process is still a running postgres. A
-/// zombie (left by an init that reaps lazily) or an unrelated process that got
-/// the pid after a reboot or container restart does not count, although
+/// The pid in a postgres lock file (postmaster.pid, or the socket's .lock) if
+/// that process is still a running postgres. A zombie (left by an init that reaps lazily) or an
+/// unrelated process that got the pid after a reboot or container restart does not count, although
 /// postgres itself refuses to start over either.
-std::optional<pid_t> livePostmaster(const fs::path& pgdata) {
-  const std::string line = readFirstLine(pgdata / "postmaster.pid");
+std::optional<pid_t> lockHolder(const fs::path& lock_file) {
+  const std::string line = readFirstLine(lock_file);
   long pid = 0;
   const auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), pid);
   if (ec != std::errc() || pid <= 0) return std::nullopt;
@@ -484,6 +506,10 @@ std::optional<pid_t> livePostmaster(const fs::path& pgdata) {
   const char state = stat[close + 2];
   if (state == 'Z' || state == 'X' || comm != "postgres") return std::nullopt;
   return pid_t(pid);
+}
+
+std::optional<pid_t> livePostmaster(const fs::path& pgdata) {
+  return lockHolder(pgdata / "postmaster.pid");
 }
 
 Result<void> createDatabaseIfMissing(const fs::path& socket_dir, const std::string& user,
@@ -561,12 +587,23 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
     pg->conninfo_ = conninfoFor(socket_dir, options.database, as.name);
 
     // A running `vessel serve` (or an earlier start() in this process) owns the
-    // server; share it rather than fight over the lock file.
-    if (fs::exists(pgdata / "postmaster.pid") && serverAccepts(socket_dir, as.name)) {
-      auto created = createDatabaseIfMissing(socket_dir, as.name, options.database);
-      if (!created.ok()) return std::move(created).error();
-      pg->owned_ = false;
-      return pg;
+    // server: share it rather than fight over the lock file. One that is still
+    // starting up or shutting down gets until the start timeout to settle.
+    const auto deadline = std::chrono::steady_clock::now() + options.start_timeout;
+    while (const auto pid = livePostmaster(pgdata)) {
+      std::string why;
+      if (serverAccepts(socket_dir, as.name, &why)) {
+        auto created = createDatabaseIfMissing(socket_dir, as.name, options.database);
+        if (!created.ok()) return std::move(created).error();
+        pg->owned_ = false;
+        return pg;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return unavailable("a PostgreSQL server (pid " + std::to_string(*pid) + ") is running on " +
+                           pgdata.string() + " but does not accept connections as '" + as.name +
+                           "' at " + socket_dir.string() + ": " + why);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
 
     const bool initialised = fs::exists(pgdata / "PG_VERSION");
@@ -618,14 +655,17 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
       if (!run.value().succeeded()) return commandFailed("initdb", run.value());
     }
 
-    // postgres refuses to start while the pid in a leftover postmaster.pid
-    // exists at all; when that pid is provably not a live postgres, move the
-    // file aside (kept for diagnosis). Postgres still refuses if the old shared
+    // postgres refuses to start while the pid in a leftover lock file exists
+    // at all; when that pid is provably not a live postgres, move the file
+    // aside (kept for diagnosis). Postgres still refuses if the old shared
     // memory segment has processes attached, so this cannot double-start.
-    const fs::path pid_file = pgdata / "postmaster.pid";
-    if (fs::exists(pid_file) && !livePostmaster(pgdata)) {
-      fs::rename(pid_file, pgdata / "postmaster.pid.stale", ec);
-      if (ec) return unavailable("moving aside stale " + pid_file.string() + ": " + ec.message());
+    for (const fs::path& lock_file :
+         {pgdata / "postmaster.pid", socket_dir / (std::string(kSocketName) + ".lock")}) {
+      if (fs::exists(lock_file) && !lockHolder(lock_file)) {
+        fs::rename(lock_file, fs::path(lock_file).concat(".stale"), ec);
+        if (ec)
+          return unavailable("moving aside stale " + lock_file.string() + ": " + ec.message());
+      }
     }
 
     const std::string timeout =
@@ -635,19 +675,7 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
                           as);
     if (!run.ok()) return std::move(run).error();
     if (!run.value().succeeded()) {
-      // A server started outside our lock (a hand-run pg_ctl) may still be
-      // coming up: attach if it turns ready within the timeout.
-      const auto deadline = std::chrono::steady_clock::now() + options.start_timeout;
-      while (livePostmaster(pgdata) && std::chrono::steady_clock::now() < deadline) {
-        if (serverAccepts(socket_dir, as.name)) {
-          auto created = createDatabaseIfMissing(socket_dir, as.name, options.database);
-          if (!created.ok()) return std::move(created).error();
-          pg->owned_ = false;
-          return pg;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-      return commandFailed("pg_ctl start", run.value(), log_file);
+      return commandFailed("pg_ctl start", run.value(), {log_file, newestFile(pgdata / "log")});
     }
     pg->owned_ = true;
     // From here the destructor stops the server if anything below fails.
@@ -689,7 +717,8 @@ Result<void> EmbeddedPostgres::stop() {
         owned_ = false;
         return {};
       }
-      return commandFailed("pg_ctl stop", run.value(), pgdata_.parent_path() / "postgres.log");
+      return commandFailed("pg_ctl stop", run.value(),
+                           {pgdata_.parent_path() / "postgres.log", newestFile(pgdata_ / "log")});
     }
     owned_ = false;
     return {};

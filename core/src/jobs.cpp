@@ -15,13 +15,12 @@
 #include <exception>
 #include <limits>
 #include <optional>
+#include <pqxx/pqxx>
 #include <random>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <pqxx/pqxx>
 
 namespace vessel {
 
@@ -47,8 +46,9 @@ constexpr const char* kCreateUpload = "create_upload";
 constexpr const char* kCreateUploadSql =
     "WITH n AS (SELECT gen_random_uuid() AS id) "
     "INSERT INTO uploads (id, user_id, storage_key, filename, content_type, size_bytes) "
-    "SELECT n.id, $1::uuid, $1::uuid::text || '/' || n.id::text || '/original', $2, $3, $4::bigint FROM n "
-    "RETURNING id::text";
+    "SELECT n.id, $1::uuid, $1::uuid::text || '/' || n.id::text || '/original',"
+    "       $2, $3, $4::bigint "
+    "FROM n RETURNING id::text";
 
 constexpr const char* kGetUpload = "get_upload";
 constexpr const char* kGetUploadSql =
@@ -188,7 +188,8 @@ constexpr const char* kRequeueSql =
     "  UPDATE job_attempts SET finished_at = now(), outcome = 'retry'"
     "  WHERE job_id = $1 AND attempt = $2::integer"
     ") "
-    "UPDATE uploads SET status = 'queued', updated_at = now() FROM j WHERE uploads.id = j.upload_id";
+    "UPDATE uploads SET status = 'queued', updated_at = now() "
+    "FROM j WHERE uploads.id = j.upload_id";
 
 constexpr const char* kFailJob = "fail_job";
 constexpr const char* kFailJobSql =
@@ -214,7 +215,8 @@ constexpr const char* kReleaseSql =
     "), a AS ("
     "  DELETE FROM job_attempts WHERE job_id = $1 AND attempt = $2::integer"
     ") "
-    "UPDATE uploads SET status = 'queued', updated_at = now() FROM j WHERE uploads.id = j.upload_id";
+    "UPDATE uploads SET status = 'queued', updated_at = now() "
+    "FROM j WHERE uploads.id = j.upload_id";
 
 constexpr const char* kCleanup = "cleanup_candidates";
 constexpr const char* kCleanupSql =
@@ -233,16 +235,26 @@ constexpr const char* kUnlock = "unlock_cleanup";
 constexpr const char* kUnlockSql = "SELECT pg_advisory_unlock($1::bigint)";
 
 constexpr std::pair<const char*, const char*> kStatements[] = {
-    {kCreateUser, kCreateUserSql},     {kFindUser, kFindUserSql},
-    {kCreateUpload, kCreateUploadSql}, {kGetUpload, kGetUploadSql},
-    {kUploadStatus, kUploadStatusSql}, {kDeleteJobs, kDeleteJobsSql},
-    {kDeleteUpload, kDeleteUploadSql}, {kQueueUpload, kQueueUploadSql},
-    {kInsertJob, kInsertJobSql},       {kNotify, kNotifySql},
-    {kReapExpired, kReapExpiredSql},   {kClaim, kClaimSql},
-    {kHeartbeat, kHeartbeatSql},       {kLockLease, kLockLeaseSql},
-    {kComplete, kCompleteSql},         {kRequeue, kRequeueSql},
-    {kFailJob, kFailJobSql},           {kRelease, kReleaseSql},
-    {kCleanup, kCleanupSql},           {kTryLock, kTryLockSql},
+    {kCreateUser, kCreateUserSql},
+    {kFindUser, kFindUserSql},
+    {kCreateUpload, kCreateUploadSql},
+    {kGetUpload, kGetUploadSql},
+    {kUploadStatus, kUploadStatusSql},
+    {kDeleteJobs, kDeleteJobsSql},
+    {kDeleteUpload, kDeleteUploadSql},
+    {kQueueUpload, kQueueUploadSql},
+    {kInsertJob, kInsertJobSql},
+    {kNotify, kNotifySql},
+    {kReapExpired, kReapExpiredSql},
+    {kClaim, kClaimSql},
+    {kHeartbeat, kHeartbeatSql},
+    {kLockLease, kLockLeaseSql},
+    {kComplete, kCompleteSql},
+    {kRequeue, kRequeueSql},
+    {kFailJob, kFailJobSql},
+    {kRelease, kReleaseSql},
+    {kCleanup, kCleanupSql},
+    {kTryLock, kTryLockSql},
     {kUnlock, kUnlockSql},
 };
 
@@ -300,6 +312,13 @@ std::optional<std::string> integerParam(const JobOutcome& outcome, const char* k
   return std::to_string(n);
 }
 
+Error leaseLost(const char* what, const ClaimedJob& job) {
+  return makeError(ErrorCode::kPermissionDenied,
+                   std::string("jobs: ") + what + ": lease lost on job " +
+                       std::to_string(job.job_id) + " attempt " + std::to_string(job.attempt) +
+                       " (owner " + job.lease_owner + ")");
+}
+
 const char* cstr(const std::optional<std::string>& v) { return v ? v->c_str() : nullptr; }
 
 std::optional<std::string> optText(const pqxx::field& f) {
@@ -326,9 +345,7 @@ struct JobStore::Impl {
    public:
     WakeReceiver(pqxx::connection_base& c, bool& woken)
         : pqxx::notification_receiver(c, kChannel), woken_(woken) {}
-    void operator()(const std::string& /*payload*/, int /*backend_pid*/) override {
-      woken_ = true;
-    }
+    void operator()(const std::string& /*payload*/, int /*backend_pid*/) override { woken_ = true; }
 
    private:
     bool& woken_;
@@ -336,8 +353,8 @@ struct JobStore::Impl {
 
   std::string conninfo;
   QueueOptions options;
-  // Declared before the receiver: the receiver unregisters itself from the
-  // connection in its destructor, so it must go first.
+  // `conn` is declared first so that `receiver`, which unregisters itself
+  // from the connection in its destructor, is destroyed before it.
   std::unique_ptr<pqxx::connection> conn;
   std::unique_ptr<WakeReceiver> receiver;
   bool woken = false;
@@ -367,41 +384,40 @@ struct JobStore::Impl {
   // Error, so that no exception leaves the store.
   template <typename F>
   auto guarded(const char* what, F&& body) noexcept -> decltype(body()) {
-    const std::string where = std::string("jobs: ") + what + ": ";
+    const auto where = [what] { return std::string("jobs: ") + what + ": "; };
     try {
       ensureOpen();
       return body();
     } catch (const pqxx::broken_connection& e) {
       broken = true;
       return makeError(ErrorCode::kUnavailable,
-                       where + "database connection lost: " + trimmed(e.what()));
+                       where() + "database connection lost: " + trimmed(e.what()));
     } catch (const pqxx::in_doubt_error& e) {
       broken = true;
-      return makeError(ErrorCode::kUnavailable,
-                       where + "connection lost during commit, outcome unknown: " +
-                           trimmed(e.what()));
+      return makeError(
+          ErrorCode::kUnavailable,
+          where() + "connection lost during commit, outcome unknown: " + trimmed(e.what()));
     } catch (const pqxx::transaction_rollback& e) {
       // Deadlock or serialization failure: retrying the call may succeed.
-      return makeError(ErrorCode::kUnavailable, where + trimmed(e.what()));
+      return makeError(ErrorCode::kUnavailable, where() + trimmed(e.what()));
     } catch (const pqxx::sql_error& e) {
       const std::string& state = e.sqlstate();
       // Class 08 (connection exception), 57P01-03 (server shutting down).
-      if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" ||
-          state == "57P03") {
+      if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
         broken = true;
         return makeError(ErrorCode::kUnavailable,
-                         where + trimmed(e.what()) + " (SQLSTATE " + state + ")");
+                         where() + trimmed(e.what()) + " (SQLSTATE " + state + ")");
       }
       if (state == "40001" || state == "40P01" || state == "55P03") {
         return makeError(ErrorCode::kUnavailable,
-                         where + trimmed(e.what()) + " (SQLSTATE " + state + ")");
+                         where() + trimmed(e.what()) + " (SQLSTATE " + state + ")");
       }
       return makeError(ErrorCode::kInternal,
-                       where + trimmed(e.what()) + " (SQLSTATE " + state + ")");
+                       where() + trimmed(e.what()) + " (SQLSTATE " + state + ")");
     } catch (const std::exception& e) {
-      return makeError(ErrorCode::kInternal, where + trimmed(e.what()));
+      return makeError(ErrorCode::kInternal, where() + trimmed(e.what()));
     } catch (...) {
-      return makeError(ErrorCode::kInternal, where + "unknown exception");
+      return makeError(ErrorCode::kInternal, where() + "unknown exception");
     }
   }
 
@@ -450,17 +466,12 @@ struct JobStore::Impl {
     });
   }
 
-  // Opens a transaction holding the job's row lock if the lease is still
-  // `job`'s; otherwise kPermissionDenied and nothing written.
+  // The lease check that starts complete/fail/release: locks the job row in
+  // `txn` if the lease is still `job`'s and returns max_attempts; otherwise
+  // kPermissionDenied (the caller returns, `txn` aborts, nothing is written).
   Result<std::int32_t> lockLease(pqxx::work& txn, const ClaimedJob& job, const char* what) {
-    const pqxx::result r =
-        txn.exec_prepared(kLockLease, job.job_id, job.lease_owner, job.attempt);
-    if (r.empty()) {
-      return makeError(ErrorCode::kPermissionDenied,
-                       std::string("jobs: ") + what + ": lease lost on job " +
-                           std::to_string(job.job_id) + " attempt " +
-                           std::to_string(job.attempt) + " (owner " + job.lease_owner + ")");
-    }
+    const pqxx::result r = txn.exec_prepared(kLockLease, job.job_id, job.lease_owner, job.attempt);
+    if (r.empty()) return leaseLost(what, job);
     return r[0][1].as<std::int32_t>();
   }
 };
@@ -527,8 +538,8 @@ Result<UploadRecord> JobStore::createUpload(const NewUpload& upload) noexcept {
     pqxx::work txn(*impl_->conn);
     std::string id;
     try {
-      id = txn.exec_prepared(kCreateUpload, upload.user_id, upload.filename,
-                             upload.content_type, upload.size_bytes)[0][0]
+      id = txn.exec_prepared(kCreateUpload, upload.user_id, upload.filename, upload.content_type,
+                             upload.size_bytes)[0][0]
                .as<std::string>();
     } catch (const pqxx::foreign_key_violation&) {
       return makeError(ErrorCode::kNotFound, "jobs: createUpload: no user " + upload.user_id);
@@ -604,8 +615,8 @@ Result<std::optional<ClaimedJob>> JobStore::claim(const std::string& owner) noex
   return impl_->guarded("claim", [&]() -> Result<std::optional<ClaimedJob>> {
     pqxx::work txn(*impl_->conn);
     txn.exec_prepared(kReapExpired);
-    const pqxx::result r = txn.exec_prepared(
-        kClaim, owner, static_cast<std::int64_t>(impl_->options.lease.count()));
+    const pqxx::result r =
+        txn.exec_prepared(kClaim, owner, static_cast<std::int64_t>(impl_->options.lease.count()));
     if (r.empty()) {
       txn.commit();  // keep what the reaper failed
       return std::optional<ClaimedJob>();
@@ -633,12 +644,7 @@ Result<void> JobStore::heartbeat(const ClaimedJob& job, double progress) noexcep
     const pqxx::result r =
         txn.exec_prepared(kHeartbeat, job.job_id, job.lease_owner, job.attempt,
                           static_cast<std::int64_t>(impl_->options.lease.count()), p);
-    if (r.affected_rows() == 0) {
-      return makeError(ErrorCode::kPermissionDenied,
-                       "jobs: heartbeat: lease lost on job " + std::to_string(job.job_id) +
-                           " attempt " + std::to_string(job.attempt) + " (owner " +
-                           job.lease_owner + ")");
-    }
+    if (r.affected_rows() == 0) return leaseLost("heartbeat", job);
     return {};
   });
 }
@@ -653,11 +659,10 @@ Result<void> JobStore::complete(const ClaimedJob& job, const JobOutcome& outcome
     pqxx::work txn(*impl_->conn);
     Result<std::int32_t> locked = impl_->lockLease(txn, job, "complete");
     if (!locked) return std::move(locked).error();  // txn aborts: nothing written
-    txn.exec_prepared(kComplete, job.job_id, job.attempt, duration,
-                      textParam(outcome, "codec"), cstr(sample_rate), cstr(channels),
-                      cstr(bit_rate), textParam(outcome, "container"),
-                      textParam(outcome, "title"), textParam(outcome, "artist"),
-                      textParam(outcome, "album"));
+    txn.exec_prepared(kComplete, job.job_id, job.attempt, duration, textParam(outcome, "codec"),
+                      cstr(sample_rate), cstr(channels), cstr(bit_rate),
+                      textParam(outcome, "container"), textParam(outcome, "title"),
+                      textParam(outcome, "artist"), textParam(outcome, "album"));
     txn.commit();
     return {};
   });

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,6 +222,38 @@ TEST_F(DatabaseTest, StartFailureNamesTheCommandAndShowsTheLog) {
       << started.error().message;
   EXPECT_NE(started.error().message.find("postgresql.conf"), std::string::npos)
       << started.error().message;
+}
+
+TEST_F(DatabaseTest, RestartsAfterTheServerWasKilled) {
+  pg_ = startOrFail();
+  ASSERT_TRUE(pg_);
+  const std::string conninfo = pg_->connectionString();
+  execute(conninfo, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('committed')");
+  long pid = 0;
+  ASSERT_TRUE(std::ifstream(dir_ / "postgres" / "postmaster.pid") >> pid);
+  // pg_ctl makes the postmaster a session and group leader: kill all of it,
+  // leaving postmaster.pid (and maybe zombies, if init reaps lazily) behind.
+  ASSERT_EQ(::kill(-pid_t(pid), SIGKILL), 0);
+  // Wait for it to be dead (gone or a zombie), not merely signalled: a
+  // connect in between would queue on the still-open socket.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    if (!std::getline(stat, text) || text.substr(text.rfind(')') + 2, 1) == "Z") break;
+    ASSERT_LT(Clock::now(), deadline) << "postmaster " << pid << " survived SIGKILL";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(canConnect(conninfo));
+  ASSERT_TRUE(fs::exists(dir_ / "postgres" / "postmaster.pid"));
+  auto stopped = pg_->stop();  // the owner of a dead server: nothing to do
+  EXPECT_TRUE(stopped.ok()) << stopped.error().message;
+  pg_.reset();
+
+  pg_ = startOrFail();
+  ASSERT_TRUE(pg_);
+  EXPECT_TRUE(pg_->owned());
+  EXPECT_EQ(queryValue(conninfo, "SELECT v FROM kept"), "committed");
 }
 
 TEST_F(DatabaseTest, MigratesAnEmptyDatabaseThenIsANoOp) {

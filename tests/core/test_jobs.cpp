@@ -352,8 +352,8 @@ TEST_F(JobsTest, ExpiredLeaseIsReclaimedAndTheOldOwnerIsFencedOff) {
   auto done = a->complete(first, outcome);
   ASSERT_FALSE(done.ok());
   EXPECT_EQ(done.error().code, ErrorCode::kPermissionDenied);
-  for (const auto& r : {a->fail(first, makeError(ErrorCode::kCorruptInput, "x")),
-                        a->release(first)}) {
+  for (const auto& r :
+       {a->fail(first, makeError(ErrorCode::kCorruptInput, "x")), a->release(first)}) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
   }
@@ -385,7 +385,7 @@ TEST_F(JobsTest, CompleteMarksReadyWithDurationAndProbe) {
   JobOutcome outcome;
   outcome.duration_s = 187.25;
   outcome.master_key = uploadPrefix(job.user_id, job.upload_id) + "master.m3u8";
-  outcome.probe = {{"codec", "FLAC"},     {"sample_rate", "44100"}, {"channels", "2"},
+  outcome.probe = {{"codec", "FLAC"},      {"sample_rate", "44100"}, {"channels", "2"},
                    {"bit_rate", "912345"}, {"container", "flac"},    {"title", "Song"},
                    {"artist", "Band"}};  // no album
   auto done = s->complete(job, outcome);
@@ -401,12 +401,14 @@ TEST_F(JobsTest, CompleteMarksReadyWithDurationAndProbe) {
   EXPECT_EQ(up.value()->artist, std::optional<std::string>("Band"));
   EXPECT_FALSE(up.value()->album.has_value());
   EXPECT_DOUBLE_EQ(up.value()->progress, 1.0);
-  EXPECT_EQ(uploadField(upload_id, "codec || '|' || sample_rate || '|' || channels || '|' || "
-                                   "bit_rate || '|' || container"),
+  EXPECT_EQ(uploadField(upload_id,
+                        "codec || '|' || sample_rate || '|' || channels || '|' || "
+                        "bit_rate || '|' || container"),
             "FLAC|44100|2|912345|flac");
   EXPECT_EQ(uploadField(upload_id, "job_secret_hash"), "<null>");
-  EXPECT_EQ(jobField(job.job_id, "state || '|' || coalesce(lease_owner, '-') || '|' || "
-                                 "(finished_at IS NOT NULL)"),
+  EXPECT_EQ(jobField(job.job_id,
+                     "state || '|' || coalesce(lease_owner, '-') || '|' || "
+                     "(finished_at IS NOT NULL)"),
             "succeeded|-|true");
   EXPECT_EQ(value("SELECT outcome FROM job_attempts"), "succeeded");
 
@@ -426,8 +428,9 @@ TEST_F(JobsTest, UnparsableNumericProbeFieldsBecomeNull) {
   outcome.duration_s = 1;
   outcome.probe = {{"sample_rate", "44.1 kHz"}, {"channels", "-2"}, {"codec", ""}};
   ASSERT_TRUE(s->complete(job, outcome).ok());
-  EXPECT_EQ(uploadField(upload_id, "coalesce(sample_rate::text, 'null') || "
-                                   "coalesce(channels::text, 'null') || coalesce(codec, 'null')"),
+  EXPECT_EQ(uploadField(upload_id,
+                        "coalesce(sample_rate::text, 'null') || "
+                        "coalesce(channels::text, 'null') || coalesce(codec, 'null')"),
             "nullnullnull");
 }
 

@@ -117,7 +117,8 @@ class JobStore {
     std::string status;
   };
   /// Uploads that are failed, or in uploading/queued/processing for longer than
-  /// `stale_after` with no live lease; oldest first, at most `limit`, ids > `after`.
+  /// `stale_after` with no live lease; in id order (keyset: ids > `after`), at
+  /// most `limit`.
   Result<std::vector<CleanupCandidate>> cleanupCandidates(std::chrono::seconds stale_after,
                                                           std::size_t limit,
                                                           const std::string& after) noexcept;
