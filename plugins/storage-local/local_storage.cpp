@@ -583,6 +583,40 @@ Result<void> collect(std::string_view op, std::string_view prefix, int dir_fd,
   return {};
 }
 
+/// Removes our temp files (left by a writer that died: kill -9, power loss) and
+/// then-empty directories below `dir_fd`. Symlinks are never followed.
+void sweepTempFiles(int dir_fd) {
+  // The walk's fds may be O_PATH: open the directory itself for reading.
+  const int dup_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup_fd < 0) return;
+  DIR* dir = ::fdopendir(dup_fd);
+  if (dir == nullptr) {
+    ::close(dup_fd);
+    return;
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, &::closedir);
+  std::vector<std::string> subdirs;
+  std::vector<std::string> temps;
+  while (const dirent* ent = ::readdir(dir)) {
+    const std::string_view name(ent->d_name);
+    if (name == "." || name == "..") continue;
+    struct stat st {};
+    if (::fstatat(dir_fd, ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      subdirs.emplace_back(name);
+    } else if (S_ISREG(st.st_mode) && isLocalTempName(name)) {
+      temps.emplace_back(name);
+    }
+  }
+  for (const auto& t : temps) ::unlinkat(dir_fd, t.c_str(), 0);
+  for (const auto& d : subdirs) {
+    UniqueFd child(::openat(dir_fd, d.c_str(), kListFlags));
+    if (!child.valid()) continue;
+    sweepTempFiles(child.get());
+    ::unlinkat(dir_fd, d.c_str(), AT_REMOVEDIR);  // only succeeds when empty
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -908,6 +942,25 @@ Result<std::uint64_t> LocalStorage::removePrefix(std::string_view prefix) noexce
       }
       if (page.value().next_token.empty()) break;
       token = std::move(page.value().next_token);
+    }
+    // A whole "directory" prefix: also drop temp files a dead writer left there,
+    // so nothing of the prefix survives (cleanup, a re-run after kill -9).
+    if (prefix.back() == '/') {
+      const std::unique_lock pruning(prune_mutex_);
+      auto parts = splitKey(prefix.substr(0, prefix.size() - 1));
+      auto walked = walkDirs(root_fd_, op, prefix, parts, Access::kRead, true);
+      if (walked) {
+        auto& chain = walked.value().fds;
+        sweepTempFiles(walked.value().innermost(root_fd_));
+        // Then the emptied directories, innermost first (best effort).
+        std::string component;
+        for (std::size_t i = chain.size(); i-- > 0;) {
+          const int above = i == 0 ? root_fd_ : chain[i - 1].get();
+          component.assign(parts[i]);
+          chain[i].reset();
+          if (::unlinkat(above, component.c_str(), AT_REMOVEDIR) != 0) break;
+        }
+      }
     }
     return removed;
   });

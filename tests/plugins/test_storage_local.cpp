@@ -643,3 +643,22 @@ TEST_F(LocalStorageTest, ConcurrentPutAndRemoveInOneDirectory) {
 }
 
 }  // namespace
+
+// A writer killed mid-object (kill -9) leaves a temp file; removing the whole
+// prefix must take it too, so a re-run or a cleanup leaves nothing behind.
+TEST_F(LocalStorageTest, RemovePrefixSweepsTempFilesOfDeadWriters) {
+  put("u/up/128k/segment_000.ts", "seg");
+  put("u/up/original", "orig");
+  fs::create_directories(root_ / "u" / "up" / "64k");
+  std::ofstream(root_ / "u" / "up" / "128k" / ".segment_001.ts.tmp.0123456789abcdef") << "partial";
+  std::ofstream(root_ / "u" / "up" / "64k" / ".segment_000.ts.tmp.fedcba9876543210") << "partial";
+  auto removed = storage_->removePrefix("u/up/128k/");
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(removed.value(), 1u);
+  EXPECT_FALSE(fs::exists(root_ / "u" / "up" / "128k")) << "temp file or directory left";
+  EXPECT_TRUE(fs::exists(root_ / "u" / "up" / "64k" / ".segment_000.ts.tmp.fedcba9876543210"))
+      << "a sibling prefix must be untouched";
+  EXPECT_EQ(get("u/up/original"), "orig");
+  ASSERT_TRUE(storage_->removePrefix("u/up/").ok());
+  EXPECT_FALSE(fs::exists(root_ / "u")) << "everything under u/up/ and the emptied parents go";
+}
