@@ -595,7 +595,11 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
       if (serverAccepts(socket_dir, as.name, &why)) {
         auto created = createDatabaseIfMissing(socket_dir, as.name, options.database);
         if (!created.ok()) return std::move(created).error();
+        auto bin = findServerBinDir(readFirstLine(pgdata / "PG_VERSION"));
+        if (!bin.ok()) return std::move(bin).error();
+        pg->bin_dir_ = bin.value().string();
         pg->owned_ = false;
+        if (auto r = pg->registerUser(data_dir); !r.ok()) return r.error();
         return pg;
       }
       if (std::chrono::steady_clock::now() >= deadline) {
@@ -678,6 +682,7 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
       return commandFailed("pg_ctl start", run.value(), {log_file, newestFile(pgdata / "log")});
     }
     pg->owned_ = true;
+    if (auto r = pg->registerUser(data_dir); !r.ok()) return r.error();
     // From here the destructor stops the server if anything below fails.
     auto created = createDatabaseIfMissing(socket_dir, as.name, options.database);
     if (!created.ok()) return std::move(created).error();
@@ -687,8 +692,17 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
   }
 }
 
+Result<void> EmbeddedPostgres::registerUser(const fs::path& data_dir) {
+  users_fd_ = ::open((data_dir / "postgres.users").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (users_fd_ < 0) return unavailable("open postgres.users: " + errnoText(errno));
+  while (flock(users_fd_, LOCK_SH) != 0) {
+    if (errno != EINTR) return unavailable("flock postgres.users: " + errnoText(errno));
+  }
+  return {};
+}
+
 Result<void> EmbeddedPostgres::stop() {
-  if (!owned_) return {};
+  if (users_fd_ < 0) return {};
   try {
     Identity as;
     if (!run_as_.empty()) {
@@ -701,6 +715,16 @@ Result<void> EmbeddedPostgres::stop() {
     }
     auto lock = FileLock::acquire(pgdata_.parent_path() / "postgres.lock");
     if (!lock.ok()) return std::move(lock).error();
+    // Last one out stops the server: with the start lock held nobody can attach
+    // meanwhile; an exclusive lock on postgres.users succeeds only when no other
+    // process holds its shared one.
+    const bool last = flock(users_fd_, LOCK_EX | LOCK_NB) == 0;
+    ::close(users_fd_);
+    users_fd_ = -1;
+    if (!last) {
+      owned_ = false;
+      return {};
+    }
     // Already gone (crashed, stopped by hand): the goal state is reached, and
     // pg_ctl would otherwise wait its full timeout for a dead server's pid file.
     if (!livePostmaster(pgdata_)) {

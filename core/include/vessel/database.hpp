@@ -31,24 +31,30 @@ class EmbeddedPostgres {
   /// and include its output.
   static Result<std::unique_ptr<EmbeddedPostgres>> start(const Options& options);
 
-  /// Stops the server if this object started it (pg_ctl stop -m fast).
+  /// Detaches; the last Vessel process using the cluster (started it or
+  /// attached to it) stops it (pg_ctl stop -m fast). Every user holds a shared
+  /// flock on <data_dir>/postgres.users, so "last" is exact across processes.
   ~EmbeddedPostgres();
   EmbeddedPostgres(const EmbeddedPostgres&) = delete;
   EmbeddedPostgres& operator=(const EmbeddedPostgres&) = delete;
 
   /// libpq connection string, e.g. "host=/abs/var/run dbname=vessel user=vessel".
   const std::string& connectionString() const { return conninfo_; }
+  /// Whether this object started the server (rather than attaching to one).
   bool owned() const { return owned_; }
+  /// Detaches and, if no other process uses the cluster, stops it.
   Result<void> stop();
 
  private:
   EmbeddedPostgres() = default;
+  Result<void> registerUser(const std::filesystem::path& data_dir);
   std::string conninfo_;
   std::filesystem::path pgdata_;
   std::filesystem::path socket_dir_;
   std::string run_as_;  // empty: current user
   std::string bin_dir_;
   bool owned_ = false;
+  int users_fd_ = -1;  ///< shared flock on postgres.users while attached
 };
 
 /// Applies the migrations compiled into the core (core/migrations/NNNN_*.sql) in
