@@ -13,6 +13,7 @@
 #include "vessel/jobs.hpp"
 #include "vessel/log.hpp"
 #include "vessel/runtime.hpp"
+#include "vessel/scheduler.hpp"
 #include "vessel/worker.hpp"
 
 namespace fs = std::filesystem;
@@ -117,12 +118,23 @@ int cmdWorker(int argc, char** argv) {
   options.stall_timeout = std::chrono::seconds(c.getInt("transcode.stall_timeout_s"));
   WorkerPool pool(*env.runtime, env.storage, options);
   pool.start();
+  // Periodic maintenance (scheduler.enabled); runs in every worker process,
+  // the plugins' own locks keep passes from overlapping across processes.
+  std::vector<std::pair<std::string, std::shared_ptr<Scheduler>>> schedulers;
+  for (const auto& name : c.getStringList("scheduler.enabled")) {
+    auto s = env.runtime->plugins().createScheduler(name, c);
+    if (!s.ok()) return fail(kExitConfig, s.error().message);
+    schedulers.emplace_back(name, s.value());
+  }
+  SchedulerRunner runner(std::move(schedulers), {env.db.conninfo, env.storage});
+  runner.start();
   log::info("worker started", {{"workers", static_cast<long long>(options.concurrency)},
                                {"embedded_db", env.db.embedded != nullptr}});
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log::info("stopping: no new claims; running jobs finish or are released",
             {{"signal", static_cast<long long>(sig)}});
+  runner.stop();
   pool.requestStop();
   pool.join();
   log::info("worker stopped", {{"done", static_cast<long long>(pool.jobsDone())},
@@ -214,27 +226,15 @@ int cmdCleanup(int argc, char** argv) {
   if (!flags.positional.empty()) return fail(kExitUsage, "cleanup takes no arguments");
   Env env;
   if (auto code = openEnv(flags, env)) return *code;
-  auto store = JobStore::connect(env.db.conninfo);
-  if (!store.ok()) return fail(kExitUnavailable, store.error().message);
-  const Config& c = env.runtime->config();
-  CleanupOptions options;
-  if (c.has("scheduler.cleanup.stale_after_s")) {
-    options.stale_after = std::chrono::seconds(c.getInt("scheduler.cleanup.stale_after_s"));
-    options.batch_size = static_cast<std::size_t>(c.getInt("scheduler.cleanup.batch_size"));
-    options.dry_run = c.getBool("scheduler.cleanup.dry_run");
-  }
-  if (flags.has("--dry-run")) options.dry_run = true;
-  auto summary = runCleanupPass(*store.value(), *env.storage, options);
+  // One pass of the `cleanup` scheduler plugin, exactly as the scheduler runs it.
+  auto scheduler = env.runtime->plugins().createScheduler("cleanup", env.runtime->config());
+  if (!scheduler.ok()) return fail(kExitConfig, scheduler.error().message);
+  auto summary = scheduler.value()->runOnce({env.db.conninfo, env.storage}, flags.has("--dry-run"));
   if (!summary.ok()) return fail(exitCodeFor(summary.error().code), summary.error().message);
-  const auto& s = summary.value();
-  nlohmann::json out = {{"found", s.found},
-                        {"deleted_objects", s.deleted_objects},
-                        {"deleted_rows", s.deleted_rows},
-                        {"errors", s.errors},
-                        {"dry_run", s.dry_run},
-                        {"skipped", s.skipped}};
-  std::cout << out.dump() << std::endl;
-  return s.errors ? kExitTempFail : kExitOk;
+  std::cout << summary.value() << std::endl;
+  auto parsed = nlohmann::json::parse(summary.value(), nullptr, false);
+  bool errors = parsed.is_object() && parsed.value("errors", 0) > 0;
+  return errors ? kExitTempFail : kExitOk;
 }
 
 }  // namespace vessel::cli

@@ -208,4 +208,13 @@ Result<std::shared_ptr<Codec>> PluginHost::createCodec(std::string_view name,
   return std::shared_ptr<Codec>(holder, codec);
 }
 
+Result<std::shared_ptr<Scheduler>> PluginHost::createScheduler(std::string_view name,
+                                                               const Config& config) {
+  auto raw = createRaw(PluginKind::kScheduler, name, config);
+  if (!raw.ok()) return std::move(raw).error();
+  std::shared_ptr<void> holder = std::move(raw).value();
+  auto* scheduler = static_cast<Scheduler*>(holder.get());
+  return std::shared_ptr<Scheduler>(holder, scheduler);
+}
+
 }  // namespace vessel

@@ -173,6 +173,14 @@ ConfigSchema Runtime::coreSchema() {
          0,
          3600,
          {}});
+  s.add({"scheduler.enabled",
+         ConfigType::kStringList,
+         std::vector<std::string>{"cleanup"},
+         "Scheduler plugins that serve/worker processes run on their intervals",
+         false,
+         {},
+         {},
+         {}});
   return s;
 }
 

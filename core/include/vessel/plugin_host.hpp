@@ -13,6 +13,7 @@
 #include "vessel/config.hpp"
 #include "vessel/plugin.hpp"
 #include "vessel/result.hpp"
+#include "vessel/scheduler.hpp"
 #include "vessel/storage.hpp"
 
 namespace vessel {
@@ -58,6 +59,7 @@ class PluginHost {
   /// already). The returned object keeps its library loaded while it lives.
   Result<std::shared_ptr<Storage>> createStorage(std::string_view name, const Config& config);
   Result<std::shared_ptr<Codec>> createCodec(std::string_view name, const Config& config);
+  Result<std::shared_ptr<Scheduler>> createScheduler(std::string_view name, const Config& config);
 
  private:
   struct Loaded;
