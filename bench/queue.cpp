@@ -53,6 +53,7 @@ struct RoundResult {
   double claims_per_s = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  double complete_p50_ms = 0;
 };
 
 Result<std::int64_t> parseCount(std::string_view text, std::string_view flag) {
@@ -166,6 +167,7 @@ double percentileMs(const std::vector<Clock::duration>& sorted, double p) {
 // nothing. The clock starts when every worker is connected.
 Result<RoundResult> drain(const std::string& conninfo, int workers) {
   std::vector<std::vector<Clock::duration>> latencies(static_cast<std::size_t>(workers));
+  std::vector<std::vector<Clock::duration>> completions(static_cast<std::size_t>(workers));
   Clock::time_point started;
   std::barrier connected(workers, [&]() noexcept { started = Clock::now(); });
   std::atomic<bool> aborted{false};
@@ -178,6 +180,7 @@ Result<RoundResult> drain(const std::string& conninfo, int workers) {
     vessel::JobStore& s = *store.value();
     const std::string owner = "bench-w" + std::to_string(w);
     std::vector<Clock::duration>& mine = latencies[static_cast<std::size_t>(w)];
+    std::vector<Clock::duration>& completed = completions[static_cast<std::size_t>(w)];
     while (!aborted) {
       const Clock::time_point t0 = Clock::now();
       auto claimed = s.claim(owner);
