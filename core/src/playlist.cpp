@@ -4,15 +4,35 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 namespace vessel {
 
-int targetDurationS(const std::vector<SegmentInfo>& segments) {
-  long target = 1;
-  // Round what we print (3 decimals), not the exact value: a client sees "6.500".
+namespace {
+
+// EXTINF values in whole milliseconds, rounded so that their running sum tracks
+// the exact running sum: rounding each one alone drifts (1200 segments of 129 or
+// 130 AAC frames at 22.05 kHz drifted +0.33 s over 2 h).
+std::vector<long long> printedDurationsMs(const std::vector<SegmentInfo>& segments) {
+  std::vector<long long> out;
+  out.reserve(segments.size());
+  double exact = 0;
+  long long printed = 0;
   for (const auto& s : segments) {
-    target = std::max(target, std::lround(std::round(s.duration_s * 1000) / 1000));
+    exact += s.duration_s;
+    long long cumulative = std::llround(exact * 1000);
+    out.push_back(cumulative - printed);
+    printed = cumulative;
   }
+  return out;
+}
+
+}  // namespace
+
+int targetDurationS(const std::vector<SegmentInfo>& segments) {
+  long long target = 1;
+  // Round what we print, not the exact value: a client sees "6.500".
+  for (long long ms : printedDurationsMs(segments)) target = std::max(target, (ms + 500) / 1000);
   return static_cast<int>(target);
 }
 
@@ -21,11 +41,12 @@ std::string writeMediaPlaylist(const std::vector<SegmentInfo>& segments) {
   out += "#EXTM3U\n#EXT-X-VERSION:3\n";
   out += "#EXT-X-TARGETDURATION:" + std::to_string(targetDurationS(segments)) + "\n";
   out += "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n";
+  const std::vector<long long> ms = printedDurationsMs(segments);
   char line[64];
-  for (const auto& s : segments) {
-    std::snprintf(line, sizeof line, "#EXTINF:%.3f,\n", s.duration_s);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    std::snprintf(line, sizeof line, "#EXTINF:%lld.%03lld,\n", ms[i] / 1000, ms[i] % 1000);
     out += line;
-    out += s.uri + "\n";
+    out += segments[i].uri + "\n";
   }
   out += "#EXT-X-ENDLIST\n";
   return out;

@@ -252,5 +252,31 @@ TEST(MasterPlaylist, KeepsGivenOrderAndPairsEachStreamInfWithItsUri) {
   }
 }
 
+// Two hours of 129- and 130-frame segments at 22.05 kHz: rounding each EXTINF
+// alone drifts by +0.2 s; the printed values must sum to the exact total.
+TEST(MediaPlaylist, PrintedExtinfSumDoesNotDriftOverLongInputs) {
+  std::vector<SegmentInfo> segs;
+  double exact = 0;
+  for (int i = 0; i < 1200; ++i) {
+    double d = (i % 5 == 0 ? 130 : 129) * 1024.0 / 22050.0;
+    segs.push_back({"s.ts", d, 1000});
+    exact += d;
+  }
+  const std::string text = writeMediaPlaylist(segs);
+  double printed = 0;
+  std::size_t pos = 0;
+  int count = 0;
+  while ((pos = text.find("#EXTINF:", pos)) != std::string::npos) {
+    pos += 8;
+    const double v = std::stod(text.substr(pos));
+    EXPECT_GT(v, 5.9);
+    EXPECT_LT(v, 6.1);
+    printed += v;
+    ++count;
+  }
+  EXPECT_EQ(count, 1200);
+  EXPECT_NEAR(printed, exact, 0.001);
+}
+
 }  // namespace
 }  // namespace vessel
