@@ -132,14 +132,10 @@ Result<void> runThreads(int count, Body body) {
   return {};
 }
 
-Result<std::unique_ptr<vessel::JobStore>> connectStore(const std::string& conninfo) {
-  return vessel::JobStore::connect(conninfo);
-}
-
 // Untimed setup: one user per thread, `jobs` uploads each enqueued once.
 Result<void> enqueueJobs(const std::string& conninfo, std::int64_t jobs, int round) {
   return runThreads(kEnqueueThreads, [&](int t) -> Result<void> {
-    auto store = connectStore(conninfo);
+    auto store = vessel::JobStore::connect(conninfo);
     if (!store) return std::move(store).error();
     vessel::JobStore& s = *store.value();
     auto user = s.createUser(
@@ -163,6 +159,13 @@ double percentileMs(const std::vector<Clock::duration>& sorted, double p) {
   return std::chrono::duration<double, std::milli>(sorted[rank - 1]).count();
 }
 
+std::vector<Clock::duration> sortedMerge(const std::vector<std::vector<Clock::duration>>& parts) {
+  std::vector<Clock::duration> all;
+  for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 // W threads, each with its own JobStore, claim → complete until claim returns
 // nothing. The clock starts when every worker is connected.
 Result<RoundResult> drain(const std::string& conninfo, int workers) {
@@ -174,7 +177,7 @@ Result<RoundResult> drain(const std::string& conninfo, int workers) {
   const vessel::JobOutcome outcome{.duration_s = 1.0, .master_key = {}, .probe = {}};
 
   const Result<void> ran = runThreads(workers, [&](int w) -> Result<void> {
-    auto store = connectStore(conninfo);
+    auto store = vessel::JobStore::connect(conninfo);
     connected.arrive_and_wait();
     if (!store) return std::move(store).error();
     vessel::JobStore& s = *store.value();
@@ -191,19 +194,19 @@ Result<RoundResult> drain(const std::string& conninfo, int workers) {
       }
       if (!claimed.value()) return {};
       mine.push_back(took);
+      const Clock::time_point t1 = Clock::now();
       if (auto done = s.complete(*claimed.value(), outcome); !done) {
         aborted = true;
         return done;
       }
+      completed.push_back(Clock::now() - t1);
     }
     return {};
   });
   const Clock::time_point finished = Clock::now();
   if (!ran) return ran.error();
 
-  std::vector<Clock::duration> all;
-  for (const auto& mine : latencies) all.insert(all.end(), mine.begin(), mine.end());
-  std::sort(all.begin(), all.end());
+  const std::vector<Clock::duration> all = sortedMerge(latencies);
   RoundResult result;
   result.workers = workers;
   result.jobs = static_cast<std::int64_t>(all.size());
@@ -211,6 +214,7 @@ Result<RoundResult> drain(const std::string& conninfo, int workers) {
   result.claims_per_s = result.seconds > 0 ? static_cast<double>(result.jobs) / result.seconds : 0;
   result.p50_ms = percentileMs(all, 50);
   result.p99_ms = percentileMs(all, 99);
+  result.complete_p50_ms = percentileMs(sortedMerge(completions), 50);
   return result;
 }
 
@@ -289,15 +293,17 @@ Result<std::vector<RoundResult>> runBench(const BenchOptions& options, const fs:
 }
 
 void printTable(const std::vector<RoundResult>& results) {
-  std::printf("\n%7s %7s %9s %10s %13s %13s\n", "workers", "jobs", "seconds", "claims/s",
-              "claim p50 ms", "claim p99 ms");
+  std::printf("\n%7s %7s %9s %10s %13s %13s %16s\n", "workers", "jobs", "seconds", "claims/s",
+              "claim p50 ms", "claim p99 ms", "complete p50 ms");
   for (const RoundResult& r : results) {
-    std::printf("%7d %7lld %9.3f %10.0f %13.3f %13.3f\n", r.workers, static_cast<long long>(r.jobs),
-                r.seconds, r.claims_per_s, r.p50_ms, r.p99_ms);
+    std::printf("%7d %7lld %9.3f %10.0f %13.3f %13.3f %16.3f\n", r.workers,
+                static_cast<long long>(r.jobs), r.seconds, r.claims_per_s, r.p50_ms, r.p99_ms,
+                r.complete_p50_ms);
   }
   std::printf(
       "(claims/s = jobs / drain wall time, each job one claim + one complete;\n"
-      " latency = steady_clock around JobStore::claim for claims that returned a job)\n\n");
+      " latencies: steady_clock around JobStore::claim (claims that returned a job) and\n"
+      " JobStore::complete)\n\n");
   const auto target = std::find_if(results.begin(), results.end(), [](const RoundResult& r) {
     return r.workers == kTargetWorkers;
   });
