@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "embedded_migrations.hpp"
+#include "vessel/unique_fd.hpp"
 
 namespace vessel {
 namespace {
@@ -66,33 +67,6 @@ std::string errnoText(int err) { return std::error_code(err, std::generic_catego
 Error unavailable(std::string message) {
   return makeError(ErrorCode::kUnavailable, std::move(message));
 }
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 /// Who the server commands run as, resolved up front because nothing that
 /// reads /etc/passwd or /etc/group is safe between fork and exec.
