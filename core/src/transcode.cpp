@@ -127,8 +127,7 @@ void destroyFragmentData(gpointer data, GClosure* /*closure*/) {
   delete static_cast<FragmentCallbackData*>(data);
 }
 
-ErrorCode classifyGstError(const GstError& e, GstMessage* msg) {
-  (void)e;
+ErrorCode classifyGstError(GstMessage* msg) {
   if (!msg) return ErrorCode::kInternal;
   GError* error = nullptr;
   gchar* debug = nullptr;
@@ -364,7 +363,7 @@ class LadderJob {
           return makeError(ErrorCode::kUnsupportedInput,
                            "input has no decodable audio stream: " + std::string(e.what()));
         }
-        return makeError(classifyGstError(e, msg.get()), e.what());
+        return makeError(classifyGstError(msg.get()), e.what());
       }
       if (msg && GST_MESSAGE_TYPE(msg.get()) == GST_MESSAGE_EOS) eos = true;
       if (req_.cancel && req_.cancel->load()) {

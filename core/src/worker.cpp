@@ -179,18 +179,13 @@ void WorkerPool::start() {
   }
 }
 
-namespace {
-std::mutex g_stop_mu;
-std::condition_variable g_stop_cv;
-}  // namespace
-
 void WorkerPool::requestStop() {
   if (stopping_.exchange(true)) return;
   if (threads_.empty()) return;
   deadline_thread_ = std::thread([this] {
-    std::unique_lock lock(g_stop_mu);
+    std::unique_lock lock(stop_mu_);
     auto until = std::chrono::steady_clock::now() + options_.shutdown_grace;
-    g_stop_cv.wait_until(lock, until, [this] { return cancel_.load(); });
+    stop_cv_.wait_until(lock, until, [this] { return cancel_.load(); });
     cancel_.store(true);  // grace over (or everyone is done): cancel what still runs
   });
 }
@@ -200,10 +195,10 @@ void WorkerPool::join() {
     if (t.joinable()) t.join();
   }
   {
-    std::lock_guard lock(g_stop_mu);
+    std::lock_guard lock(stop_mu_);
     cancel_.store(true);
   }
-  g_stop_cv.notify_all();
+  stop_cv_.notify_all();
   if (deadline_thread_.joinable()) deadline_thread_.join();
 }
 

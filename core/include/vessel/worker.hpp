@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,6 +76,8 @@ class WorkerPool {
   std::atomic<bool> cancel_{false};
   std::atomic<std::uint64_t> done_{0}, failed_{0};
   std::thread deadline_thread_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
 };
 
 }  // namespace vessel
