@@ -79,6 +79,16 @@ struct Identity {
   bool switch_user = false;  ///< false: run as ourselves
 };
 
+// The name, ids and home of a passwd entry (groups are filled by lookupUser).
+Identity identityFrom(const passwd& pw) {
+  Identity id;
+  id.name = pw.pw_name;
+  id.uid = pw.pw_uid;
+  id.gid = pw.pw_gid;
+  id.home = pw.pw_dir ? pw.pw_dir : "/";
+  return id;
+}
+
 std::optional<Identity> lookupUser(const std::string& name) {
   std::vector<char> buffer(16384);
   passwd entry{};
@@ -86,11 +96,7 @@ std::optional<Identity> lookupUser(const std::string& name) {
   if (getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || !found) {
     return std::nullopt;
   }
-  Identity id;
-  id.name = found->pw_name;
-  id.uid = found->pw_uid;
-  id.gid = found->pw_gid;
-  id.home = found->pw_dir ? found->pw_dir : "/";
+  Identity id = identityFrom(*found);
   int count = 32;
   id.groups.resize(count);
   if (getgrouplist(id.name.c_str(), id.gid, id.groups.data(), &count) < 0) {
@@ -108,12 +114,7 @@ std::optional<Identity> currentUser() {
   if (getpwuid_r(geteuid(), &entry, buffer.data(), buffer.size(), &found) != 0 || !found) {
     return std::nullopt;
   }
-  Identity id;
-  id.name = found->pw_name;
-  id.uid = found->pw_uid;
-  id.gid = found->pw_gid;
-  id.home = found->pw_dir ? found->pw_dir : "/";
-  return id;
+  return identityFrom(*found);
 }
 
 struct CommandResult {

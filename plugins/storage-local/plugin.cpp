@@ -34,28 +34,33 @@
 namespace {
 
 std::vector<vessel::ConfigField> makeConfigFields() {
-  std::vector<vessel::ConfigField> fields;
-  vessel::ConfigField root;
-  root.key = "root";
-  root.type = vessel::ConfigType::kString;
-  root.default_value = std::string("var/storage");
-  root.doc = "Directory holding the objects; relative paths resolve against the working directory.";
-  fields.push_back(std::move(root));
-
-  vessel::ConfigField create_root;
-  create_root.key = "create_root";
-  create_root.type = vessel::ConfigType::kBool;
-  create_root.default_value = true;
-  create_root.doc = "Create the root directory (with parents) when it is missing.";
-  fields.push_back(std::move(create_root));
-
-  vessel::ConfigField durable;
-  durable.key = "durable";
-  durable.type = vessel::ConfigType::kBool;
-  durable.default_value = false;
-  durable.doc = "fdatasync every object and its directory when publishing it (slower).";
-  fields.push_back(std::move(durable));
-  return fields;
+  // Same shape as the other plugins' field tables (codec-aac, scheduler-cleanup).
+  return {
+      {"root",
+       vessel::ConfigType::kString,
+       std::string("var/storage"),
+       "Directory holding the objects; relative paths resolve against the working directory.",
+       false,
+       {},
+       {},
+       {}},
+      {"create_root",
+       vessel::ConfigType::kBool,
+       true,
+       "Create the root directory (with parents) when it is missing.",
+       false,
+       {},
+       {},
+       {}},
+      {"durable",
+       vessel::ConfigType::kBool,
+       false,
+       "fdatasync every object and its directory when publishing it (slower).",
+       false,
+       {},
+       {},
+       {}},
+  };
 }
 
 const std::vector<vessel::ConfigField>* configFields() noexcept {
