@@ -1,12 +1,15 @@
 // Shared pieces of the `vessel` command line: exit codes and the one-line error.
 #pragma once
 
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "vessel/result.hpp"
+#include "vessel/runtime.hpp"
 
 namespace vessel::cli {
 
@@ -38,7 +41,28 @@ std::optional<std::string> parseFlags(int argc, char** argv, int start,
                                       const std::vector<std::string>& valued,
                                       const std::vector<std::string>& switches, Flags& out);
 
+/// What a command opened: config and plugins, the data dir and, as asked, the
+/// database (embedded or external, migrated) and the storage.
+struct Env {
+  std::unique_ptr<Runtime> runtime;
+  std::filesystem::path data_dir;
+  Runtime::DatabaseHandle db;  ///< empty unless EnvNeeds::database
+  std::shared_ptr<Storage> storage;
+};
+struct EnvNeeds {
+  bool storage = true;
+  bool database = true;
+};
+/// On failure prints the one error line and returns the exit code.
+std::optional<int> openEnv(const Flags& flags, Env& env, EnvNeeds needs = {});
+/// Worker threads: --workers N (0..256), else workers.concurrency (0 = one per
+/// CPU core). On a bad value prints the error and returns the exit code.
+std::optional<int> workerCount(const Flags& flags, const Config& config, int& out);
+
 int cmdWorker(int argc, char** argv);
+/// `vessel worker --server URL`: claims and reports over HTTP, no database.
+int cmdRemoteWorker(const Flags& flags);
+int cmdServe(int argc, char** argv);
 int cmdSubmit(int argc, char** argv);
 int cmdStatus(int argc, char** argv);
 int cmdCleanup(int argc, char** argv);

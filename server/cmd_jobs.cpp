@@ -14,6 +14,7 @@
 #include "vessel/log.hpp"
 #include "vessel/runtime.hpp"
 #include "vessel/scheduler.hpp"
+#include "vessel/server.hpp"
 #include "vessel/worker.hpp"
 
 namespace fs = std::filesystem;
@@ -23,16 +24,11 @@ namespace {
 
 const std::vector<std::string> kCommonValued = {"--config", "--data-dir", "--database-url"};
 
-struct Env {
-  std::unique_ptr<Runtime> runtime;
-  fs::path data_dir;
-  Runtime::DatabaseHandle db;
-  std::shared_ptr<Storage> storage;
-};
+}  // namespace
 
-// Config, plugins, database (embedded or external, migrated) and storage.
-std::optional<int> openEnv(const Flags& flags, Env& env, bool need_storage = true) {
+std::optional<int> openEnv(const Flags& flags, Env& env, EnvNeeds needs) {
   RuntimeOptions options;
+  options.extra_fields = serverConfigFields();  // one config file serves every command
   if (flags.has("--config")) options.config_file = fs::path(flags.get("--config"));
   auto rt = Runtime::create(options);
   if (!rt.ok()) return fail(kExitConfig, rt.error().message);
@@ -40,19 +36,39 @@ std::optional<int> openEnv(const Flags& flags, Env& env, bool need_storage = tru
   log::setLevel(env.runtime->config().getString("log.level"));
   env.data_dir = flags.has("--data-dir") ? fs::path(flags.get("--data-dir"))
                                          : fs::path(env.runtime->config().getString("data_dir"));
-  auto db = env.runtime->openDatabase(env.data_dir, flags.get("--database-url"));
-  if (!db.ok()) {
-    return fail(db.error().code == ErrorCode::kConfig ? kExitConfig : kExitUnavailable,
-                "database: " + db.error().message);
+  if (needs.database) {
+    auto db = env.runtime->openDatabase(env.data_dir, flags.get("--database-url"));
+    if (!db.ok()) {
+      return fail(db.error().code == ErrorCode::kConfig ? kExitConfig : kExitUnavailable,
+                  "database: " + db.error().message);
+    }
+    env.db = std::move(db).value();
   }
-  env.db = std::move(db).value();
-  if (need_storage) {
+  if (needs.storage) {
     auto storage = env.runtime->storageFor(env.data_dir);
     if (!storage.ok()) return fail(kExitConfig, storage.error().message);
     env.storage = storage.value();
   }
   return std::nullopt;
 }
+
+std::optional<int> workerCount(const Flags& flags, const Config& config, int& out) {
+  long workers = config.getInt("workers.concurrency");
+  if (flags.has("--workers")) {
+    try {
+      workers = std::stol(flags.get("--workers"));
+    } catch (...) {
+      return fail(kExitUsage, "--workers needs a number");
+    }
+    if (workers < 0 || workers > 256) return fail(kExitUsage, "--workers must be 0..256");
+  } else if (workers == 0) {
+    workers = static_cast<long>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  out = static_cast<int>(workers);
+  return std::nullopt;
+}
+
+namespace {
 
 QueueOptions queueOptions(const Config& c) {
   QueueOptions q;
@@ -84,10 +100,16 @@ nlohmann::json uploadJson(const UploadRecord& u) {
 int cmdWorker(int argc, char** argv) {
   Flags flags;
   if (auto err = parseFlags(argc, argv, 2,
-                            {"--config", "--data-dir", "--database-url", "--workers"}, {}, flags)) {
+                            {"--config", "--data-dir", "--database-url", "--workers", "--server",
+                             "--worker-secret-file"},
+                            {}, flags)) {
     return fail(kExitUsage, *err);
   }
   if (!flags.positional.empty()) return fail(kExitUsage, "worker takes no arguments (see --help)");
+  if (flags.has("--server")) return cmdRemoteWorker(flags);
+  if (flags.has("--worker-secret-file")) {
+    return fail(kExitUsage, "--worker-secret-file is only for remote workers (with --server URL)");
+  }
   // Block the stop signals before any thread starts; this thread waits for them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -99,18 +121,7 @@ int cmdWorker(int argc, char** argv) {
   if (auto code = openEnv(flags, env)) return *code;
   const Config& c = env.runtime->config();
   WorkerOptions options;
-  long workers = c.getInt("workers.concurrency");
-  if (flags.has("--workers")) {
-    try {
-      workers = std::stol(flags.get("--workers"));
-    } catch (...) {
-      return fail(kExitUsage, "--workers needs a number");
-    }
-    if (workers < 0 || workers > 256) return fail(kExitUsage, "--workers must be 0..256");
-  } else if (workers == 0) {
-    workers = static_cast<long>(std::max(1u, std::thread::hardware_concurrency()));
-  }
-  options.concurrency = static_cast<int>(workers);
+  if (auto code = workerCount(flags, c, options.concurrency)) return *code;
   options.conninfo = env.db.conninfo;
   options.queue = queueOptions(c);
   options.heartbeat = std::chrono::seconds(c.getInt("workers.heartbeat_s"));
@@ -208,7 +219,7 @@ int cmdStatus(int argc, char** argv) {
   if (auto err = parseFlags(argc, argv, 2, kCommonValued, {}, flags)) return fail(kExitUsage, *err);
   if (flags.positional.size() != 1) return fail(kExitUsage, "status needs exactly one UPLOAD_ID");
   Env env;
-  if (auto code = openEnv(flags, env, false)) return *code;
+  if (auto code = openEnv(flags, env, {.storage = false})) return *code;
   auto store = JobStore::connect(env.db.conninfo);
   if (!store.ok()) return fail(kExitUnavailable, store.error().message);
   auto up = store.value()->getUpload(flags.positional[0]);

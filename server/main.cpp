@@ -21,6 +21,7 @@
 #include "cli.hpp"
 #include "vessel/probe.hpp"
 #include "vessel/runtime.hpp"
+#include "vessel/server.hpp"
 #include "vessel/transcode.hpp"
 
 namespace fs = std::filesystem;
@@ -115,6 +116,9 @@ const char* kUsage =
     "                 print what INPUT holds as JSON\n"
     "  plugins [--config FILE] [--json]\n"
     "                 list the plugins found: kind, name, version, ABI version, file\n"
+    "  serve [--config FILE] [--data-dir DIR] [--listen HOST:PORT] [--workers N]\n"
+    "        [--database-url URL]\n"
+    "                 the HTTP server with in-process workers and the scheduler\n"
     "  worker [--data-dir DIR] [--database-url URL] [--workers N] [--config FILE]\n"
     "                 claim and run transcode jobs until SIGTERM/SIGINT\n"
     "  submit FILE [--user EMAIL] [--pipeline NAME] [--data-dir DIR] [--database-url URL]\n"
@@ -171,6 +175,7 @@ std::optional<std::string> parseArgs(int argc, char** argv, int start, bool allo
 
 vessel::Result<std::unique_ptr<vessel::Runtime>> makeRuntime(const Args& args) {
   vessel::RuntimeOptions options;
+  options.extra_fields = vessel::serverConfigFields();  // one config file serves every command
   if (args.config) options.config_file = fs::path(*args.config);
   return vessel::Runtime::create(options);
 }
@@ -369,6 +374,7 @@ int main(int argc, char** argv) {
     std::cout << "vessel " << vessel::versionString() << std::endl;
     return kExitOk;
   }
+  if (cmd == "serve") return cmdServe(argc, argv);
   if (cmd == "worker") return cmdWorker(argc, argv);
   if (cmd == "submit") return cmdSubmit(argc, argv);
   if (cmd == "status") return cmdStatus(argc, argv);

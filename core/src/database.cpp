@@ -628,7 +628,10 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Options&
       // ever switched on. Access control is the private socket directory.
       auto run =
           runCommand({initdb, "-D", pgdata.string(), "--auth-local=trust", "--auth-host=reject",
-                      "--username=" + as.name, "--encoding=UTF8", "--locale=C"},
+                      "--username=" + as.name, "--encoding=UTF8", "--locale=C",
+                      // Byte-order collation, but lower() and pg_trgm know
+                      // non-ASCII letters (case-insensitive library search).
+                      "--lc-ctype=C.UTF-8"},
                      as);
       if (!run.ok()) return std::move(run).error();
       if (!run.value().succeeded()) return commandFailed("initdb", run.value());

@@ -50,16 +50,79 @@ constexpr const char* kCreateUploadSql =
     "       $2, $3, $4::bigint "
     "FROM n RETURNING id::text";
 
+// Every upload query returns these columns in this order (readUpload).
+#define VESSEL_UPLOAD_COLUMNS                                                                    \
+  "u.id::text, u.user_id::text, u.storage_key, u.filename, u.content_type, "                     \
+  "u.size_bytes, u.status, u.duration_s, u.error, u.title, u.artist, u.album, "                  \
+  "coalesce((SELECT j.progress FROM jobs j WHERE j.upload_id = u.id "                            \
+  "          ORDER BY j.id DESC LIMIT 1), 0), " /* Timestamps leave the database as ISO 8601 UTC \
+                                                   strings. */                                   \
+  "to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"               \
+  "to_char(u.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "              \
+  "u.content_state, u.created_at::text "
+
 constexpr const char* kGetUpload = "get_upload";
 constexpr const char* kGetUploadSql =
-    "SELECT u.id::text, u.user_id::text, u.storage_key, u.filename, u.content_type, "
-    "       u.size_bytes, u.status, u.duration_s, u.error, u.title, u.artist, u.album, "
-    "       coalesce((SELECT j.progress FROM jobs j WHERE j.upload_id = u.id "
-    "                 ORDER BY j.id DESC LIMIT 1), 0), "
-    // Timestamps leave the database as ISO 8601 UTC strings.
-    "       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    "       to_char(u.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-    "FROM uploads u WHERE u.id = $1::uuid";
+    "SELECT " VESSEL_UPLOAD_COLUMNS "FROM uploads u WHERE u.id = $1::uuid";
+
+// The library, newest first, keyset-paginated ($3/$4: the last row of the
+// previous page). Two statements so that the search one can use the trigram
+// index (uploads_search) and the plain one the (user, created_at) index.
+constexpr const char* kListUploads = "list_uploads";
+constexpr const char* kListUploadsSql =
+    "SELECT " VESSEL_UPLOAD_COLUMNS
+    "FROM uploads u WHERE u.user_id = $1::uuid AND ($2::text IS NULL OR u.status = $2)"
+    "  AND ($3::timestamptz IS NULL OR (u.created_at, u.id) < ($3::timestamptz, $4::uuid)) "
+    "ORDER BY u.created_at DESC, u.id DESC LIMIT $5::integer";
+constexpr const char* kSearchUploads = "search_uploads";
+constexpr const char* kSearchUploadsSql =
+    "SELECT " VESSEL_UPLOAD_COLUMNS
+    "FROM uploads u WHERE u.user_id = $1::uuid AND ($2::text IS NULL OR u.status = $2)"
+    "  AND ($3::timestamptz IS NULL OR (u.created_at, u.id) < ($3::timestamptz, $4::uuid))"
+    "  AND lower(u.filename || ' ' || coalesce(u.title, '') || ' ' || coalesce(u.artist, ''))"
+    "      LIKE lower($6) "
+    "ORDER BY u.created_at DESC, u.id DESC LIMIT $5::integer";
+
+constexpr const char* kBeginContent = "begin_content";
+constexpr const char* kBeginContentSql =
+    "UPDATE uploads SET content_state = 'receiving', updated_at = now() "
+    "WHERE id = $1::uuid AND status = 'uploading' AND content_state = 'none'";
+constexpr const char* kContentState = "content_state";
+constexpr const char* kContentStateSql =
+    "SELECT status, content_state FROM uploads WHERE id = $1::uuid";
+constexpr const char* kEndContent = "end_content";
+constexpr const char* kEndContentSql =
+    "UPDATE uploads SET content_state = $2, updated_at = now() "
+    "WHERE id = $1::uuid AND content_state = 'receiving'";
+
+constexpr const char* kCancelJobs = "cancel_jobs";
+constexpr const char* kCancelJobsSql =
+    "WITH j AS ("
+    "  UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,"
+    "         finished_at = now(), updated_at = now()"
+    "  WHERE upload_id = $1::uuid AND state IN ('queued', 'running') RETURNING id, attempts"
+    "), a AS ("
+    "  UPDATE job_attempts a SET finished_at = now(), outcome = 'cancelled' FROM j"
+    "  WHERE a.job_id = j.id AND a.attempt = j.attempts AND a.finished_at IS NULL"
+    ") SELECT count(*) FROM j";
+
+// Why a lease check failed: the job is gone or cancelled (the worker must stop
+// and remove what it wrote) or someone else holds it now.
+constexpr const char* kJobState = "job_state";
+constexpr const char* kJobStateSql = "SELECT state FROM jobs WHERE id = $1";
+
+constexpr const char* kRunningJob = "running_job";
+constexpr const char* kRunningJobSql =
+    "SELECT j.id, j.attempts, j.max_attempts, j.upload_id::text, u.user_id::text,"
+    "       u.storage_key, j.pipeline, j.lease_owner, coalesce(u.job_secret_hash, '') "
+    "FROM jobs j JOIN uploads u ON u.id = j.upload_id "
+    "WHERE j.id = $1 AND j.state = 'running'";
+
+constexpr const char* kSetSecret = "set_job_secret";
+constexpr const char* kSetSecretSql =
+    "UPDATE uploads SET job_secret_hash = $4 FROM jobs j "
+    "WHERE j.id = $1 AND j.state = 'running' AND j.lease_owner = $2 AND j.attempts = $3::integer"
+    "  AND uploads.id = j.upload_id";
 
 constexpr const char* kUploadStatus = "upload_status";
 constexpr const char* kUploadStatusSql = "SELECT status FROM uploads WHERE id = $1::uuid";
@@ -239,6 +302,15 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
     {kFindUser, kFindUserSql},
     {kCreateUpload, kCreateUploadSql},
     {kGetUpload, kGetUploadSql},
+    {kListUploads, kListUploadsSql},
+    {kSearchUploads, kSearchUploadsSql},
+    {kBeginContent, kBeginContentSql},
+    {kContentState, kContentStateSql},
+    {kEndContent, kEndContentSql},
+    {kCancelJobs, kCancelJobsSql},
+    {kJobState, kJobStateSql},
+    {kRunningJob, kRunningJobSql},
+    {kSetSecret, kSetSecretSql},
     {kUploadStatus, kUploadStatusSql},
     {kDeleteJobs, kDeleteJobsSql},
     {kDeleteUpload, kDeleteUploadSql},
@@ -324,6 +396,40 @@ const char* cstr(const std::optional<std::string>& v) { return v ? v->c_str() : 
 std::optional<std::string> optText(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
   return f.as<std::string>();
+}
+
+// One row of VESSEL_UPLOAD_COLUMNS.
+UploadRecord readUpload(const pqxx::row& row) {
+  UploadRecord u;
+  u.id = row[0].as<std::string>();
+  u.user_id = row[1].as<std::string>();
+  u.storage_key = row[2].as<std::string>();
+  u.filename = row[3].as<std::string>();
+  u.content_type = row[4].as<std::string>();
+  u.size_bytes = row[5].as<std::int64_t>();
+  u.status = row[6].as<std::string>();
+  if (!row[7].is_null()) u.duration_s = row[7].as<double>();
+  u.error = optText(row[8]);
+  u.title = optText(row[9]);
+  u.artist = optText(row[10]);
+  u.album = optText(row[11]);
+  u.progress = row[12].as<double>();
+  u.created_at = row[13].as<std::string>();
+  u.updated_at = row[14].as<std::string>();
+  u.content_state = row[15].as<std::string>();
+  u.sort_key = row[16].as<std::string>();
+  return u;
+}
+
+// LIKE pattern for a substring (the SQL lowers it): the user's text is literal.
+std::string likePattern(std::string_view q) {
+  std::string out = "%";
+  for (char c : q) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '%';
+  return out;
 }
 
 }  // namespace
@@ -471,8 +577,20 @@ struct JobStore::Impl {
   // kPermissionDenied (the caller returns, `txn` aborts, nothing is written).
   Result<std::int32_t> lockLease(pqxx::work& txn, const ClaimedJob& job, const char* what) {
     const pqxx::result r = txn.exec_prepared(kLockLease, job.job_id, job.lease_owner, job.attempt);
-    if (r.empty()) return leaseLost(what, job);
+    if (r.empty()) return lostOrCancelled(txn, what, job);
     return r[0][1].as<std::int32_t>();
+  }
+
+  // After a lease check found nothing: kCancelled if the job was cancelled or
+  // deleted (its upload is being removed), else kPermissionDenied (taken over).
+  Error lostOrCancelled(pqxx::transaction_base& txn, const char* what, const ClaimedJob& job) {
+    const pqxx::result r = txn.exec_prepared(kJobState, job.job_id);
+    if (r.empty() || r[0][0].as<std::string>() == "cancelled") {
+      return makeError(ErrorCode::kCancelled, std::string("jobs: ") + what + ": job " +
+                                                  std::to_string(job.job_id) +
+                                                  " was cancelled (its upload is being deleted)");
+    }
+    return leaseLost(what, job);
   }
 };
 
@@ -574,23 +692,7 @@ Result<std::optional<UploadRecord>> JobStore::getUpload(const std::string& uploa
     pqxx::nontransaction txn(*impl_->conn);
     const pqxx::result r = txn.exec_prepared(kGetUpload, upload_id);
     if (r.empty()) return std::optional<UploadRecord>();
-    const pqxx::row row = r[0];
-    UploadRecord u;
-    u.id = row[0].as<std::string>();
-    u.user_id = row[1].as<std::string>();
-    u.storage_key = row[2].as<std::string>();
-    u.filename = row[3].as<std::string>();
-    u.content_type = row[4].as<std::string>();
-    u.size_bytes = row[5].as<std::int64_t>();
-    u.status = row[6].as<std::string>();
-    if (!row[7].is_null()) u.duration_s = row[7].as<double>();
-    u.error = optText(row[8]);
-    u.title = optText(row[9]);
-    u.artist = optText(row[10]);
-    u.album = optText(row[11]);
-    u.progress = row[12].as<double>();
-    u.created_at = row[13].as<std::string>();
-    u.updated_at = row[14].as<std::string>();
+    UploadRecord u = readUpload(r[0]);
     return std::optional<UploadRecord>(std::move(u));
   });
 }
@@ -606,6 +708,116 @@ Result<void> JobStore::deleteUpload(const std::string& upload_id) noexcept {
       return makeError(ErrorCode::kNotFound, "jobs: deleteUpload: no upload " + upload_id);
     }
     txn.commit();
+    return {};
+  });
+}
+
+Result<LibraryPage> JobStore::listUploads(const LibraryQuery& query) noexcept {
+  if (!isUuid(query.user_id)) return invalid("listUploads: bad user id");
+  if (query.limit < 1 || query.limit > 1000) return invalid("listUploads: limit must be 1..1000");
+  if (query.after_sort_key.empty() != query.after_id.empty() ||
+      (!query.after_id.empty() && !isUuid(query.after_id))) {
+    return invalid("listUploads: bad cursor");
+  }
+  return impl_->guarded("listUploads", [&]() -> Result<LibraryPage> {
+    pqxx::nontransaction txn(*impl_->conn);
+    const char* status = query.status.empty() ? nullptr : query.status.c_str();
+    const char* after = query.after_sort_key.empty() ? nullptr : query.after_sort_key.c_str();
+    const char* after_id = query.after_id.empty() ? nullptr : query.after_id.c_str();
+    // One extra row tells whether another page follows.
+    const int fetch = query.limit + 1;
+    pqxx::result r;
+    try {
+      r = query.q.empty()
+              ? txn.exec_prepared(kListUploads, query.user_id, status, after, after_id, fetch)
+              : txn.exec_prepared(kSearchUploads, query.user_id, status, after, after_id, fetch,
+                                  likePattern(query.q));
+    } catch (const pqxx::data_exception&) {
+      return invalid("listUploads: bad cursor");  // an unparseable timestamp
+    }
+    LibraryPage page;
+    for (const pqxx::row& row : r) {
+      if (static_cast<int>(page.items.size()) == query.limit) {
+        page.more = true;
+        break;
+      }
+      page.items.push_back(readUpload(row));
+    }
+    return page;
+  });
+}
+
+Result<void> JobStore::beginContent(const std::string& upload_id) noexcept {
+  if (!isUuid(upload_id)) return makeError(ErrorCode::kNotFound, "jobs: no upload " + upload_id);
+  return impl_->guarded("beginContent", [&]() -> Result<void> {
+    pqxx::work txn(*impl_->conn);
+    if (txn.exec_prepared(kBeginContent, upload_id).affected_rows() == 1) {
+      txn.commit();
+      return {};
+    }
+    const pqxx::result r = txn.exec_prepared(kContentState, upload_id);
+    if (r.empty()) return makeError(ErrorCode::kNotFound, "jobs: no upload " + upload_id);
+    const std::string status = r[0][0].as<std::string>(), content = r[0][1].as<std::string>();
+    if (content == "stored") {
+      return makeError(ErrorCode::kAlreadyExists, "the upload's content was already received");
+    }
+    if (content == "receiving") {
+      return invalid("another request is uploading this content right now");
+    }
+    return invalid("the upload is " + status + ", not uploading");
+  });
+}
+
+Result<void> JobStore::endContent(const std::string& upload_id, bool stored) noexcept {
+  if (!isUuid(upload_id)) return makeError(ErrorCode::kNotFound, "jobs: no upload " + upload_id);
+  return impl_->guarded("endContent", [&]() -> Result<void> {
+    pqxx::nontransaction txn(*impl_->conn);
+    if (txn.exec_prepared(kEndContent, upload_id, stored ? "stored" : "none").affected_rows() ==
+        0) {
+      return makeError(ErrorCode::kNotFound,
+                       "jobs: upload " + upload_id + " is no longer receiving content");
+    }
+    return {};
+  });
+}
+
+Result<bool> JobStore::cancelJobs(const std::string& upload_id) noexcept {
+  if (!isUuid(upload_id)) return false;
+  return impl_->guarded("cancelJobs", [&]() -> Result<bool> {
+    pqxx::work txn(*impl_->conn);
+    const bool any = txn.exec_prepared(kCancelJobs, upload_id)[0][0].as<std::int64_t>() > 0;
+    txn.commit();
+    return any;
+  });
+}
+
+Result<std::optional<RunningJob>> JobStore::runningJob(std::int64_t job_id) noexcept {
+  return impl_->guarded("runningJob", [&]() -> Result<std::optional<RunningJob>> {
+    pqxx::nontransaction txn(*impl_->conn);
+    const pqxx::result r = txn.exec_prepared(kRunningJob, job_id);
+    if (r.empty()) return std::optional<RunningJob>();
+    const pqxx::row row = r[0];
+    RunningJob rj;
+    rj.job.job_id = row[0].as<std::int64_t>();
+    rj.job.attempt = row[1].as<std::int32_t>();
+    rj.job.max_attempts = row[2].as<std::int32_t>();
+    rj.job.upload_id = row[3].as<std::string>();
+    rj.job.user_id = row[4].as<std::string>();
+    rj.job.storage_key = row[5].as<std::string>();
+    rj.job.pipeline = row[6].as<std::string>();
+    rj.job.lease_owner = row[7].is_null() ? std::string() : row[7].as<std::string>();
+    rj.job_secret_hash = row[8].as<std::string>();
+    return std::optional<RunningJob>(std::move(rj));
+  });
+}
+
+Result<void> JobStore::setJobSecretHash(const ClaimedJob& job, const std::string& hash) noexcept {
+  return impl_->guarded("setJobSecretHash", [&]() -> Result<void> {
+    pqxx::nontransaction txn(*impl_->conn);
+    if (txn.exec_prepared(kSetSecret, job.job_id, job.lease_owner, job.attempt, hash)
+            .affected_rows() == 0) {
+      return leaseLost("setJobSecretHash", job);
+    }
     return {};
   });
 }
@@ -644,7 +856,7 @@ Result<void> JobStore::heartbeat(const ClaimedJob& job, double progress) noexcep
     const pqxx::result r =
         txn.exec_prepared(kHeartbeat, job.job_id, job.lease_owner, job.attempt,
                           static_cast<std::int64_t>(impl_->options.lease.count()), p);
-    if (r.affected_rows() == 0) return leaseLost("heartbeat", job);
+    if (r.affected_rows() == 0) return impl_->lostOrCancelled(txn, "heartbeat", job);
     return {};
   });
 }

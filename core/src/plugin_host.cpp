@@ -217,4 +217,12 @@ Result<std::shared_ptr<Scheduler>> PluginHost::createScheduler(std::string_view 
   return std::shared_ptr<Scheduler>(holder, scheduler);
 }
 
+Result<std::shared_ptr<Auth>> PluginHost::createAuth(std::string_view name, const Config& config) {
+  auto raw = createRaw(PluginKind::kAuth, name, config);
+  if (!raw.ok()) return std::move(raw).error();
+  std::shared_ptr<void> holder = std::move(raw).value();
+  auto* auth = static_cast<Auth*>(holder.get());
+  return std::shared_ptr<Auth>(holder, auth);
+}
+
 }  // namespace vessel

@@ -29,6 +29,8 @@ const char* errorCodeName(ErrorCode code) noexcept {
       return "cancelled";
     case ErrorCode::kInternal:
       return "internal";
+    case ErrorCode::kUnauthenticated:
+      return "unauthenticated";
   }
   return "unknown";
 }

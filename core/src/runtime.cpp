@@ -77,6 +77,15 @@ ConfigSchema Runtime::coreSchema() {
          {},
          {},
          {}});
+  s.add({"auth.plugin",
+         ConfigType::kString,
+         std::string("local"),
+         "Auth plugin name: local (accounts with passwords) or trusted-header (behind an SSO "
+         "proxy)",
+         false,
+         {},
+         {},
+         {}});
   s.add({"transcode.pipeline",
          ConfigType::kString,
          std::string("hls-aac"),
@@ -186,6 +195,7 @@ ConfigSchema Runtime::coreSchema() {
 
 Result<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions& options) {
   ConfigSchema core = coreSchema();
+  for (const ConfigField& f : options.extra_fields) core.add(f);
   // Pass 1: only the plugin path matters; plugin sections are not known yet.
   auto first = Config::load(core, options.config_file, options.env, {.reject_unknown = false});
   if (!first.ok()) return std::move(first).error();

@@ -239,22 +239,44 @@ void WorkerPool::threadMain(int index) {
     ctx.heartbeat = options_.heartbeat;
     ctx.scratch_dir = options_.scratch_dir;
     ctx.cancel = &cancel_;
+    bool job_cancelled = false;
     ctx.on_heartbeat = [&](double p) {
       auto r = store->heartbeat(job, p);
-      if (!r.ok() && r.error().code == ErrorCode::kPermissionDenied) return false;
+      if (!r.ok() && r.error().code == ErrorCode::kCancelled) job_cancelled = true;
+      if (!r.ok() && (r.error().code == ErrorCode::kPermissionDenied ||
+                      r.error().code == ErrorCode::kCancelled)) {
+        return false;
+      }
       return true;  // a database blip is not a lost lease; the next beat retries
+    };
+    // A cancelled job's upload is being deleted: whatever this attempt wrote
+    // after the deleter swept the prefix would be orphaned, so sweep it again.
+    const auto sweepCancelled = [&] {
+      auto r = storage_->removePrefix(uploadPrefix(job.user_id, job.upload_id));
+      log::info("job cancelled; outputs removed", {{"worker", owner},
+                                                   {"job_id", static_cast<long long>(job.job_id)},
+                                                   {"upload_id", job.upload_id},
+                                                   {"ok", r.ok()}});
     };
     auto started = std::chrono::steady_clock::now();
     bool lease_lost = false;
     auto outcome = runJob(job, ctx, lease_lost);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (lease_lost) {
+      if (job_cancelled) {
+        sweepCancelled();
+        continue;
+      }
       log::warn("lease lost; abandoning the attempt",
                 {{"worker", owner}, {"job_id", static_cast<long long>(job.job_id)}});
       continue;
     }
     if (outcome.ok()) {
       auto r = store->complete(job, outcome.value());
+      if (!r.ok() && r.error().code == ErrorCode::kCancelled) {
+        sweepCancelled();
+        continue;
+      }
       if (r.ok()) {
         done_++;
         log::info("job done", {{"worker", owner},

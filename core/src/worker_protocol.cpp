@@ -49,7 +49,7 @@ Result<std::int32_t> attemptOf(const json& j) {
 
 std::optional<ErrorCode> codeByName(const std::string& name) {
   for (int c = static_cast<int>(ErrorCode::kInvalidArgument);
-       c <= static_cast<int>(ErrorCode::kCancelled); ++c) {
+       c <= static_cast<int>(ErrorCode::kInternal); ++c) {
     if (name == errorCodeName(static_cast<ErrorCode>(c))) return static_cast<ErrorCode>(c);
   }
   return std::nullopt;

@@ -774,5 +774,184 @@ TEST_F(JobsTest, ALostConnectionIsReportedThenRestored) {
   EXPECT_TRUE(notified.value());
 }
 
+TEST_F(JobsTest, LibraryListsNewestFirstInKeysetPagesPerUser) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const std::string a = newUser(*s), b = newUser(*s);
+  std::vector<std::string> ids;
+  for (const char* name :
+       {"Alpha.mp3", "beta.wav", "GAMMA 100%.flac", "delta_x.mp3", "ünïcode.wav"}) {
+    auto up = s->createUpload(NewUpload{a, name, "audio/mpeg", 10});
+    ASSERT_TRUE(up.ok()) << up.error().message;
+    ids.push_back(up.value().id);
+  }
+  ASSERT_TRUE(s->createUpload(NewUpload{b, "alpha-of-b.mp3", "audio/mpeg", 10}).ok());
+  sql("UPDATE uploads SET title = 'Night Drive', artist = 'The Testers' WHERE id = '" + ids[1] +
+      "'");
+  // All of a's, newest first, two at a time.
+  std::vector<std::string> seen;
+  LibraryQuery q;
+  q.user_id = a;
+  q.limit = 2;
+  for (int page = 0; page < 10; ++page) {
+    auto r = s->listUploads(q);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    for (const auto& u : r.value().items) {
+      EXPECT_EQ(u.user_id, a);
+      seen.push_back(u.id);
+    }
+    if (!r.value().more) break;
+    q.after_sort_key = r.value().items.back().sort_key;
+    q.after_id = r.value().items.back().id;
+  }
+  EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
+  // Search: case-insensitive substring of filename, title or artist; % and _ are literal.
+  const auto search = [&](const std::string& text) {
+    LibraryQuery sq;
+    sq.user_id = a;
+    sq.q = text;
+    auto r = s->listUploads(sq);
+    EXPECT_TRUE(r.ok());
+    std::set<std::string> names;
+    if (r.ok()) {
+      for (const auto& u : r.value().items) names.insert(u.filename);
+    }
+    return names;
+  };
+  EXPECT_EQ(search("ALPHA"), std::set<std::string>{"Alpha.mp3"});  // b's alpha not shown
+  EXPECT_EQ(search("night"), std::set<std::string>{"beta.wav"});
+  EXPECT_EQ(search("testers"), std::set<std::string>{"beta.wav"});
+  EXPECT_EQ(search("100%"), std::set<std::string>{"GAMMA 100%.flac"});
+  EXPECT_EQ(search("a_x"), std::set<std::string>{"delta_x.mp3"});
+  EXPECT_EQ(search("a%x"), std::set<std::string>{});
+  EXPECT_EQ(search("ÜNÏ").size(), 1u);
+  // Status filter and bad cursors.
+  LibraryQuery st;
+  st.user_id = a;
+  st.status = "ready";
+  EXPECT_TRUE(s->listUploads(st).value().items.empty());
+  LibraryQuery bad;
+  bad.user_id = a;
+  bad.after_sort_key = "not a time";
+  bad.after_id = ids[0];
+  auto r = s->listUploads(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  bad.after_sort_key = "2026-01-01 00:00:00+00";
+  bad.after_id = "nope";
+  EXPECT_EQ(s->listUploads(bad).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, LibraryQueriesUseIndexesAt100kRows) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const std::string a = newUser(*s), b = newUser(*s);
+  // 100k uploads split over two users, with distinct names.
+  sql("INSERT INTO uploads (user_id, storage_key, filename, content_type, size_bytes) "
+      "SELECT CASE WHEN g % 2 = 0 THEN '" +
+      a + "'::uuid ELSE '" + b +
+      "'::uuid END, 'k' || g, "
+      "'track number ' || g || '.mp3', 'audio/mpeg', 1 FROM generate_series(1, 100000) g");
+  sql("ANALYZE uploads");
+  const auto plan = [&](const std::string& where) {
+    std::string text;
+    for (const auto& row :
+         sql("EXPLAIN SELECT id FROM uploads u WHERE u.user_id = '" + a + "'::uuid " + where +
+             " ORDER BY u.created_at DESC, u.id DESC LIMIT 21")) {
+      text += row[0].c_str();
+      text += "\n";
+    }
+    return text;
+  };
+  const std::string listing = plan("");
+  const std::string searching = plan(
+      "AND lower(u.filename || ' ' || coalesce(u.title, '') || ' ' || coalesce(u.artist, '')) "
+      "LIKE lower('%number 4242%')");
+  EXPECT_EQ(listing.find("Seq Scan"), std::string::npos) << listing;
+  EXPECT_EQ(searching.find("Seq Scan"), std::string::npos) << searching;
+  EXPECT_NE(searching.find("uploads_search"), std::string::npos) << searching;
+  // And the real statements answer correctly at that size.
+  LibraryQuery q;
+  q.user_id = a;
+  q.q = "NUMBER 4242.";
+  auto r = s->listUploads(q);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r.value().items.size(), 1u);
+  EXPECT_EQ(r.value().items[0].filename, "track number 4242.mp3");
+}
+
+TEST_F(JobsTest, ContentIsReceivedOnceAndAnAbortedPutCanBeRepeated) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  const UploadRecord up = newUpload(*s, newUser(*s));
+  EXPECT_EQ(up.content_state, "none");
+  ASSERT_TRUE(s->beginContent(up.id).ok());
+  auto second = s->beginContent(up.id);  // a concurrent PUT
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(s->endContent(up.id, false).ok());  // the client went away
+  ASSERT_TRUE(s->beginContent(up.id).ok());       // so the same URL may try again
+  ASSERT_TRUE(s->endContent(up.id, true).ok());
+  EXPECT_EQ(uploadField(up.id, "content_state"), "stored");
+  auto reused = s->beginContent(up.id);
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(reused.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_FALSE(s->endContent(up.id, true).ok());  // nothing is receiving
+  EXPECT_EQ(s->beginContent("00000000-0000-0000-0000-000000000000").error().code,
+            ErrorCode::kNotFound);
+  ASSERT_TRUE(s->enqueue(up.id, "default").ok());
+  // A queued upload takes no bytes even if its state were reset.
+  sql("UPDATE uploads SET content_state = 'none' WHERE id = '" + up.id + "'");
+  EXPECT_EQ(s->beginContent(up.id).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JobsTest, CancelledJobStopsItsWorkerAndIsNeverClaimed) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  const std::int64_t job_id = queuedJob(*s, &upload_id);
+  const ClaimedJob job = claimOne(*s, "w1");
+  auto cancelled = s->cancelJobs(upload_id);
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_TRUE(cancelled.value());
+  EXPECT_EQ(jobField(job_id, "state"), "cancelled");
+  auto beat = s->heartbeat(job, 0.5);
+  ASSERT_FALSE(beat.ok());
+  EXPECT_EQ(beat.error().code, ErrorCode::kCancelled);
+  auto done = s->complete(job, JobOutcome{});
+  ASSERT_FALSE(done.ok());
+  EXPECT_EQ(done.error().code, ErrorCode::kCancelled);
+  EXPECT_TRUE(claimsNothing(*s, "w2"));
+  EXPECT_FALSE(s->cancelJobs(upload_id).value());  // nothing live any more
+  // Deleted outright: the same answer, so the worker sweeps its outputs.
+  ASSERT_TRUE(s->deleteUpload(upload_id).ok());
+  EXPECT_EQ(s->heartbeat(job, 0.5).error().code, ErrorCode::kCancelled);
+}
+
+TEST_F(JobsTest, RunningJobAndItsSecretHashAreLeaseChecked) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  const std::int64_t job_id = queuedJob(*s, &upload_id);
+  auto none = s->runningJob(job_id);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none.value().has_value());  // queued, not running
+  const ClaimedJob job = claimOne(*s, "remote:a");
+  ASSERT_TRUE(s->setJobSecretHash(job, std::string(64, 'a')).ok());
+  auto rj = s->runningJob(job_id);
+  ASSERT_TRUE(rj.ok() && rj.value());
+  EXPECT_EQ(rj.value()->job.lease_owner, "remote:a");
+  EXPECT_EQ(rj.value()->job.attempt, 1);
+  EXPECT_EQ(rj.value()->job.upload_id, upload_id);
+  EXPECT_EQ(rj.value()->job_secret_hash, std::string(64, 'a'));
+  ClaimedJob stale = job;
+  stale.attempt = 2;
+  EXPECT_EQ(s->setJobSecretHash(stale, std::string(64, 'b')).error().code,
+            ErrorCode::kPermissionDenied);
+  EXPECT_EQ(uploadField(upload_id, "job_secret_hash"), std::string(64, 'a'));
+  ASSERT_TRUE(s->complete(job, JobOutcome{}).ok());
+  EXPECT_EQ(uploadField(upload_id, "job_secret_hash"), "<null>");
+}
+
 }  // namespace
 }  // namespace vessel

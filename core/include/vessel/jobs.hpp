@@ -34,6 +34,22 @@ struct UploadRecord {
   std::optional<std::string> title, artist, album;
   double progress = 0;                 ///< of the live or last job
   std::string created_at, updated_at;  ///< ISO 8601
+  std::string content_state;           ///< none | receiving | stored (the original's bytes)
+  std::string sort_key;                ///< created_at at full precision, for keyset cursors
+};
+
+/// One page of a user's library, newest first.
+struct LibraryQuery {
+  std::string user_id;
+  std::string q;       ///< case-insensitive substring of filename, title or artist; "" = all
+  std::string status;  ///< "" = any
+  int limit = 50;
+  /// Keyset position: the sort_key and id of the last item of the previous page.
+  std::string after_sort_key, after_id;
+};
+struct LibraryPage {
+  std::vector<UploadRecord> items;
+  bool more = false;  ///< another page follows the last item
 };
 
 struct ClaimedJob {
@@ -45,6 +61,12 @@ struct ClaimedJob {
   std::string storage_key;  ///< the original
   std::string pipeline;
   std::string lease_owner;
+};
+
+/// A running job as the remote-worker endpoints see it.
+struct RunningJob {
+  ClaimedJob job;               ///< lease_owner and attempt as stored
+  std::string job_secret_hash;  ///< "" when none was issued
 };
 
 /// What a finished transcode tells the store.
@@ -87,6 +109,19 @@ class JobStore {
   Result<std::int64_t> retry(const std::string& upload_id, const std::string& pipeline) noexcept;
   Result<std::optional<UploadRecord>> getUpload(const std::string& upload_id) noexcept;
   Result<void> deleteUpload(const std::string& upload_id) noexcept;
+  /// The library listing (keyset-paginated). kInvalidArgument for a bad cursor.
+  Result<LibraryPage> listUploads(const LibraryQuery& query) noexcept;
+  /// Claims the right to receive the original's bytes: content_state none →
+  /// receiving while the upload is `uploading`. kAlreadyExists when the bytes
+  /// were already stored (a reused upload URL), kInvalidArgument when another
+  /// request is receiving them now or the upload left `uploading`, kNotFound.
+  Result<void> beginContent(const std::string& upload_id) noexcept;
+  /// receiving → stored (`stored`) or back to none (failed or aborted PUT).
+  Result<void> endContent(const std::string& upload_id, bool stored) noexcept;
+  /// Cancels the upload's queued or running job (state cancelled, lease
+  /// dropped): no one claims it again, and its worker's next heartbeat gets
+  /// kCancelled and stops. Returns whether a job was live.
+  Result<bool> cancelJobs(const std::string& upload_id) noexcept;
 
   // --- queue
   /// Claims the next due job (queued and due, or running with an expired lease)
@@ -95,7 +130,8 @@ class JobStore {
   /// expired with no attempts left are failed first. nullopt: nothing to do.
   Result<std::optional<ClaimedJob>> claim(const std::string& owner) noexcept;
   /// Extends the lease and records progress; kPermissionDenied if the lease is
-  /// no longer ours (the caller must stop work and not complete).
+  /// no longer ours (the caller must stop work and not complete), kCancelled if
+  /// the job was cancelled or deleted (the caller stops and removes its outputs).
   Result<void> heartbeat(const ClaimedJob& job, double progress) noexcept;
   /// Marks succeeded + upload ready (duration, probe fields) in one transaction
   /// that first checks the lease is still ours (kPermissionDenied otherwise).
@@ -106,6 +142,12 @@ class JobStore {
   /// Gives a claimed job back untouched (graceful shutdown): queued, due now,
   /// the attempt not counted.
   Result<void> release(const ClaimedJob& job) noexcept;
+
+  /// The running job `job_id` (any owner), or nullopt if it is not running.
+  Result<std::optional<RunningJob>> runningJob(std::int64_t job_id) noexcept;
+  /// Records the hash of the one-time secret handed to a remote worker for this
+  /// attempt (lease-checked).
+  Result<void> setJobSecretHash(const ClaimedJob& job, const std::string& hash) noexcept;
 
   /// Blocks until a NOTIFY on vessel_jobs arrives or `timeout` passes.
   Result<bool> waitForWork(std::chrono::milliseconds timeout) noexcept;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vessel/auth.hpp"
 #include "vessel/codec.hpp"
 #include "vessel/config.hpp"
 #include "vessel/plugin.hpp"
@@ -60,6 +61,7 @@ class PluginHost {
   Result<std::shared_ptr<Storage>> createStorage(std::string_view name, const Config& config);
   Result<std::shared_ptr<Codec>> createCodec(std::string_view name, const Config& config);
   Result<std::shared_ptr<Scheduler>> createScheduler(std::string_view name, const Config& config);
+  Result<std::shared_ptr<Auth>> createAuth(std::string_view name, const Config& config);
 
  private:
   struct Loaded;

@@ -23,6 +23,7 @@ enum class ErrorCode {
   kConfig,               ///< invalid configuration
   kCancelled,            ///< stopped on request (shutdown, job cancelled)
   kInternal,             ///< a bug or an unexpected library failure
+  kUnauthenticated,      ///< missing or bad credentials (HTTP 401)
 };
 
 const char* errorCodeName(ErrorCode code) noexcept;

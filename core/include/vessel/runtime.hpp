@@ -28,6 +28,8 @@ struct RuntimeOptions {
   /// Searched after plugins.path; defaults derive from the executable's location.
   std::vector<std::filesystem::path> default_plugin_dirs;
   std::vector<std::filesystem::path> default_pipeline_dirs;
+  /// Keys an embedding app adds to the schema (the server's `server.*` keys).
+  std::vector<ConfigField> extra_fields;
 };
 
 class Runtime {

@@ -1,0 +1,171 @@
+// GET /media/{user}/{upload}/…: the HLS files of a ready upload, owner only,
+// with the HLS MIME types, ETag/304, single-range 206 and cache headers.
+// Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
+// (never the original or anything else under the prefix).
+#include <cstdio>
+
+#include "app.hpp"
+
+namespace vessel::server {
+
+namespace {
+
+bool rungName(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
+// "master.m3u8" | "<rung>/playlist.m3u8" | "<rung>/segment_<digits>.ts"; the
+// content type, or nullptr when the path is not one we serve.
+const char* servedType(std::string_view path) {
+  if (path == "master.m3u8") return "application/vnd.apple.mpegurl";
+  const auto slash = path.find('/');
+  if (slash == std::string_view::npos || !rungName(path.substr(0, slash))) return nullptr;
+  const std::string_view file = path.substr(slash + 1);
+  if (file == "playlist.m3u8") return "application/vnd.apple.mpegurl";
+  constexpr std::string_view kPrefix = "segment_", kSuffix = ".ts";
+  if (file.size() > kPrefix.size() + kSuffix.size() && file.starts_with(kPrefix) &&
+      file.ends_with(kSuffix)) {
+    const std::string_view digits =
+        file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
+    if (digits.size() > 9) return nullptr;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return nullptr;
+    }
+    return "video/mp2t";
+  }
+  return nullptr;
+}
+
+struct ByteRange {
+  std::uint64_t first = 0, last = 0;  // inclusive
+};
+
+// One "bytes=a-b" / "bytes=a-" / "bytes=-n" range. nullopt: ignore the header
+// (malformed or multi-range: RFC 9110 lets a server send the whole thing);
+// `unsatisfiable` when it starts past the end.
+std::optional<ByteRange> parseRange(std::string_view h, std::uint64_t size, bool& unsatisfiable) {
+  unsatisfiable = false;
+  constexpr std::string_view kUnit = "bytes=";
+  if (!h.starts_with(kUnit)) return std::nullopt;
+  h.remove_prefix(kUnit.size());
+  if (h.find(',') != std::string_view::npos) return std::nullopt;
+  const auto dash = h.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  const std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
+  auto num = [](std::string_view s) -> std::optional<std::uint64_t> {
+    if (s.empty() || s.size() > 19) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+  };
+  if (a.empty()) {  // suffix range: the last n bytes
+    auto n = num(b);
+    if (!n) return std::nullopt;
+    if (*n == 0 || size == 0) {
+      unsatisfiable = true;
+      return std::nullopt;
+    }
+    return ByteRange{size - std::min(*n, size), size - 1};
+  }
+  auto first = num(a);
+  if (!first) return std::nullopt;
+  std::optional<std::uint64_t> last = b.empty() ? std::optional<std::uint64_t>(size - 1) : num(b);
+  if (!last || *last < *first) return std::nullopt;
+  if (*first >= size) {
+    unsatisfiable = true;
+    return std::nullopt;
+  }
+  return ByteRange{*first, std::min(*last, size - 1)};
+}
+
+http::Response notFound() { return http::Response::error(404, "not_found", "no such file"); }
+
+}  // namespace
+
+void addMediaRoutes(http::Server& server, App& app) {
+  server.route("GET", "/media/{user}/{upload}/{path*}", [&app](http::Request& req) {
+    VESSEL_REQUIRE_CALLER(app, req, caller);
+    const std::string path = req.param("path");
+    const char* type = servedType(path);
+    // Another user's prefix, an unknown upload and an unserved path all look alike.
+    if (!type || req.param("user") != caller.id) return notFound();
+    auto store = app.store();
+    if (!store.ok()) return http::errorResponse(store.error());
+    auto upload = store.value()->getUpload(req.param("upload"));
+    if (!upload.ok()) return http::errorResponse(upload.error());
+    if (!upload.value() || upload.value()->user_id != caller.id ||
+        upload.value()->status != "ready") {
+      return notFound();
+    }
+    const std::string key = uploadPrefix(caller.id, upload.value()->id) + path;
+    auto info = app.storage->stat(key);
+    if (!info.ok()) {
+      return info.error().code == ErrorCode::kNotFound ? notFound()
+                                                       : http::errorResponse(info.error());
+    }
+    const std::uint64_t size = info.value().size_bytes;
+    char etag[64];
+    std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
+                  static_cast<unsigned long long>(info.value().modified_unix_ms));
+    const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
+    // A ready upload's files never change (a new attempt only follows a
+    // failure), but the cache must stay private: the URL grants nothing alone.
+    const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
+
+    if (auto inm = req.header("if-none-match"); inm && (*inm == etag || *inm == "*")) {
+      http::Response r = http::Response::empty(304);
+      r.header("etag", etag).header("cache-control", cache);
+      return r;
+    }
+    std::uint64_t first = 0, count = size;
+    int status = 200;
+    if (auto range = req.header("range")) {
+      bool unsatisfiable = false;
+      auto r = parseRange(*range, size, unsatisfiable);
+      if (unsatisfiable) {
+        http::Response resp =
+            http::Response::error(416, "range_not_satisfiable", "the range starts past the end");
+        resp.header("content-range", "bytes */" + std::to_string(size));
+        return resp;
+      }
+      if (r) {
+        first = r->first;
+        count = r->last - r->first + 1;
+        status = 206;
+      }
+    }
+    auto reader = app.storage->openReader(key, first, count);
+    if (!reader.ok()) return http::errorResponse(reader.error());
+    http::Response resp;
+    resp.status = status;
+    resp.content_type = type;
+    resp.body.resize(count);
+    std::size_t got = 0;
+    while (got < count) {
+      auto n = reader.value()->read(
+          std::as_writable_bytes(std::span(resp.body.data() + got, count - got)));
+      if (!n.ok()) return http::errorResponse(n.error());
+      if (n.value() == 0) break;
+      got += n.value();
+    }
+    if (got != count) {
+      return http::Response::error(503, "unavailable", "the file changed while it was read");
+    }
+    resp.header("etag", etag).header("cache-control", cache).header("accept-ranges", "bytes");
+    if (status == 206) {
+      resp.header("content-range", "bytes " + std::to_string(first) + "-" +
+                                       std::to_string(first + count - 1) + "/" +
+                                       std::to_string(size));
+    }
+    return resp;
+  });
+}
+
+}  // namespace vessel::server

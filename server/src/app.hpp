@@ -1,0 +1,84 @@
+// What every API module shares: the runtime, storage, auth, the database and
+// the server's settings, plus the per-thread job store and the caller lookup.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http.hpp"
+#include "vessel/auth.hpp"
+#include "vessel/jobs.hpp"
+#include "vessel/runtime.hpp"
+#include "vessel/storage.hpp"
+
+namespace vessel::server {
+
+struct Settings {
+  std::uint64_t max_upload_bytes = 2ULL << 30;
+  std::chrono::seconds upload_url_ttl{3600};
+  std::set<std::string, std::less<>> content_types;
+  std::string secret_key;     ///< HMAC key for signed URLs (bytes)
+  std::string worker_secret;  ///< "" = remote workers disabled
+  std::string cookie_name = "vessel_session";
+  bool cookie_secure = false;
+  std::string public_url;  ///< base for absolute URLs; "" = from the Host header
+  std::string pipeline;    ///< the ladder new uploads are transcoded with
+  std::chrono::seconds session_ttl{30 * 24 * 3600};
+};
+
+struct App {
+  Runtime* runtime = nullptr;
+  std::shared_ptr<Storage> storage;
+  std::shared_ptr<Auth> auth;
+  std::shared_ptr<UserDirectory> users;
+  std::string conninfo;
+  QueueOptions queue;
+  Settings settings;
+
+  /// This thread's JobStore for this app (connected on first use; reconnects
+  /// by itself after the database comes back). kUnavailable when it cannot connect.
+  Result<JobStore*> store() const;
+
+  /// The caller of a request, or nullopt. kUnavailable when the directory is down.
+  Result<std::optional<AuthUser>> caller(const http::Request& req) const;
+
+  /// The absolute base URL ("http://host:port") as the client addressed us.
+  std::string baseUrl(const http::Request& req) const;
+};
+
+/// Responds 401/503 unless the request carries valid credentials.
+#define VESSEL_REQUIRE_CALLER(app, req, var)                                          \
+  auto var##_result = (app).caller(req);                                              \
+  if (!var##_result.ok()) return ::vessel::http::errorResponse(var##_result.error()); \
+  if (!var##_result.value())                                                          \
+    return ::vessel::http::Response::error(401, "unauthenticated", "sign in first");  \
+  const ::vessel::AuthUser& var = *var##_result.value()
+
+// --- request body helpers (strict JSON objects) -------------------------------
+
+/// Parses `body` as a JSON object whose keys are all in `allowed`.
+/// On failure returns the 400 Response to send.
+std::variant<nlohmann::json, http::Response> parseObject(
+    std::string_view body, std::initializer_list<const char*> allowed);
+/// A required string member (1..max_bytes, valid UTF-8, no control characters).
+std::variant<std::string, http::Response> requireString(const nlohmann::json& obj, const char* name,
+                                                        std::size_t max_bytes);
+
+// --- registration of each module's routes --------------------------------------
+
+void addAuthRoutes(http::Server& server, App& app);
+void addUploadRoutes(http::Server& server, App& app);
+void addMediaRoutes(http::Server& server, App& app);
+void addInternalRoutes(http::Server& server, App& app);
+
+/// The JSON the API shows for an upload.
+nlohmann::json uploadJson(const UploadRecord& u);
+
+}  // namespace vessel::server

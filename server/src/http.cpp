@@ -1,0 +1,589 @@
+// libsoup-3 server plumbing: routing, body limits, the handler pool and the
+// hand-off of responses back to the server thread. See http.hpp.
+#include "http.hpp"
+
+#include <libsoup/soup.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "vessel/log.hpp"
+
+namespace vessel::http {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::vector<std::string_view> splitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    std::size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string newRequestId() {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t base =
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08llx-%06llx",
+                static_cast<unsigned long long>(base & 0xffffffffULL),
+                static_cast<unsigned long long>(++counter & 0xffffffULL));
+  return buf;
+}
+
+}  // namespace
+
+std::optional<std::string> decodeSegment(std::string_view segment) {
+  std::string out;
+  out.reserve(segment.size());
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    char c = segment[i];
+    if (c == '%') {
+      if (i + 2 >= segment.size()) return std::nullopt;
+      int hi = hexValue(segment[i + 1]), lo = hexValue(segment[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+      if (c == '/' || c == '\\') return std::nullopt;
+    }
+    if (c == '\0') return std::nullopt;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::optional<std::string> Request::header(std::string_view name) const {
+  const std::string key = lower(name);
+  for (const auto& [k, v] : headers) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+std::string Request::param(std::string_view name) const {
+  auto it = params.find(name);
+  return it == params.end() ? std::string() : it->second;
+}
+
+std::optional<std::string> Request::queryValue(std::string_view name) const {
+  auto it = query.find(name);
+  if (it == query.end()) return std::nullopt;
+  return it->second;
+}
+
+Response Response::json(int status, const nlohmann::json& body) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
+Response Response::error(int status, std::string_view code, std::string_view message) {
+  return json(status, {{"error", {{"code", code}, {"message", message}}}});
+}
+
+Response Response::empty(int status) {
+  Response r;
+  r.status = status;
+  return r;
+}
+
+Response errorResponse(const Error& error) {
+  switch (error.code) {
+    case ErrorCode::kInvalidArgument:
+      return Response::error(400, "invalid_request", error.message);
+    case ErrorCode::kNotFound:
+      return Response::error(404, "not_found", error.message);
+    case ErrorCode::kAlreadyExists:
+      return Response::error(409, "conflict", error.message);
+    case ErrorCode::kPermissionDenied:
+      return Response::error(403, "forbidden", error.message);
+    case ErrorCode::kUnauthenticated:
+      return Response::error(401, "unauthenticated", error.message);
+    case ErrorCode::kUnsupportedInput:
+      return Response::error(415, "unsupported_media_type", error.message);
+    case ErrorCode::kCorruptInput:
+      return Response::error(422, "corrupt_input", error.message);
+    case ErrorCode::kNoSpace:
+      return Response::error(507, "insufficient_storage", error.message);
+    case ErrorCode::kTimeout:
+    case ErrorCode::kUnavailable:
+      return Response::error(503, "unavailable", error.message);
+    case ErrorCode::kCancelled:
+      return Response::error(503, "cancelled", error.message);
+    case ErrorCode::kConfig:
+    case ErrorCode::kInternal:
+      break;
+  }
+  return Response::error(500, "internal", "internal error");
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+
+struct RouteEntry {
+  std::string method;
+  std::vector<std::string> segments;  ///< "{name}" placeholders or literals
+  bool rest = false;                  ///< last placeholder takes the remainder
+  Handler handler;
+  StreamHandler stream;
+  std::size_t body_limit = 0;
+};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n) {
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  std::vector<RouteEntry> routes;
+  std::function<void(const Request&, const Response&, double)> on_complete;
+
+  GMainContext* context = nullptr;
+  GMainLoop* loop = nullptr;
+  SoupServer* soup = nullptr;
+  std::thread thread;
+  std::unique_ptr<ThreadPool> pool;
+  std::atomic<std::size_t> in_flight{0};
+
+  // Per-message state, owned by the SoupServerMessage (g_object_set_data_full).
+  struct MsgState {
+    Impl* impl = nullptr;
+    const RouteEntry* route = nullptr;
+    Request request;
+    std::optional<Response> early;  ///< decided before/while reading the body
+    bool too_large = false;
+    std::unique_ptr<BodySink> sink;
+    bool sink_done = false;
+    bool finished = false;
+    bool counted = false;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  };
+
+  static constexpr const char* kStateKey = "vessel-http-state";
+
+  static MsgState* stateOf(SoupServerMessage* msg) {
+    return static_cast<MsgState*>(g_object_get_data(G_OBJECT(msg), kStateKey));
+  }
+
+  const RouteEntry* match(const std::string& method, std::string_view path,
+                          std::map<std::string, std::string, std::less<>>& params, bool& path_known,
+                          bool& bad_path) const {
+    const std::vector<std::string_view> parts = splitPath(path);
+    std::vector<std::string> decoded;
+    decoded.reserve(parts.size());
+    for (std::string_view p : parts) {
+      auto d = decodeSegment(p);
+      if (!d || *d == "." || *d == "..") {
+        bad_path = true;
+        return nullptr;
+      }
+      decoded.push_back(std::move(*d));
+    }
+    for (const RouteEntry& r : routes) {
+      if (r.rest ? decoded.size() < r.segments.size() : decoded.size() != r.segments.size()) {
+        continue;
+      }
+      std::map<std::string, std::string, std::less<>> found;
+      bool ok = true;
+      for (std::size_t i = 0; i < r.segments.size() && ok; ++i) {
+        const std::string& seg = r.segments[i];
+        if (seg.size() > 2 && seg.front() == '{') {
+          std::string name = seg.substr(1, seg.size() - 2);
+          if (r.rest && i + 1 == r.segments.size()) {
+            name.pop_back();  // the '*'
+            std::string restv;
+            for (std::size_t k = i; k < decoded.size(); ++k) {
+              if (k > i) restv += '/';
+              restv += decoded[k];
+            }
+            found[name] = restv;
+          } else {
+            found[name] = decoded[i];
+          }
+        } else if (seg != decoded[i]) {
+          ok = false;
+        }
+      }
+      if (!ok) continue;
+      path_known = true;
+      if (r.method == method || (method == "HEAD" && r.method == "GET")) {
+        params = std::move(found);
+        return &r;
+      }
+    }
+    return nullptr;
+  }
+
+  void apply(SoupServerMessage* msg, MsgState* st, Response response) {
+    response.header("x-request-id", st->request.request_id);
+    SoupMessageHeaders* h = soup_server_message_get_response_headers(msg);
+    for (const auto& [k, v] : response.headers)
+      soup_message_headers_append(h, k.c_str(), v.c_str());
+    soup_server_message_set_status(msg, static_cast<guint>(response.status), nullptr);
+    if (!response.body.empty() || !response.content_type.empty()) {
+      soup_server_message_set_response(
+          msg, response.content_type.empty() ? nullptr : response.content_type.c_str(),
+          SOUP_MEMORY_COPY, response.body.data(), response.body.size());
+    }
+    if (on_complete) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - st->started).count();
+      on_complete(st->request, response, secs);
+    }
+  }
+
+  static void onGotChunk(SoupServerMessage*, GBytes* chunk, gpointer user) {
+    auto* st = static_cast<MsgState*>(user);
+    gsize n = 0;
+    const char* data = static_cast<const char*>(g_bytes_get_data(chunk, &n));
+    if (st->sink) {
+      if (st->early || st->sink_done) return;  // already failed: drain
+      Result<void> r = st->sink->chunk(std::string_view(data, n));
+      if (!r.ok()) {
+        st->sink->abort();
+        st->sink_done = true;
+        st->early = errorResponse(r.error());
+      }
+      return;
+    }
+    if (st->too_large) return;
+    const std::size_t limit = st->route ? st->route->body_limit : 0;
+    if (st->request.body.size() + n > limit) {
+      st->too_large = true;
+      st->request.body.clear();
+      st->request.body.shrink_to_fit();
+      return;
+    }
+    st->request.body.append(data, n);
+  }
+
+  static void onFinished(SoupServerMessage*, gpointer user) {
+    auto* st = static_cast<MsgState*>(user);
+    st->finished = true;
+    if (st->sink && !st->sink_done) {
+      st->sink_done = true;
+      st->sink->abort();
+    }
+  }
+
+  static void earlyHandler(SoupServer*, SoupServerMessage* msg, const char*, GHashTable* query,
+                           gpointer user) {
+    auto* self = static_cast<Impl*>(user);
+    auto* st = new MsgState;
+    st->impl = self;
+    g_object_set_data_full(G_OBJECT(msg), kStateKey, st,
+                           [](gpointer p) { delete static_cast<MsgState*>(p); });
+    g_signal_connect(msg, "finished", G_CALLBACK(onFinished), st);
+
+    Request& req = st->request;
+    req.request_id = newRequestId();
+    req.method = soup_server_message_get_method(msg);
+    GUri* uri = soup_server_message_get_uri(msg);
+    req.path = g_uri_get_path(uri);
+    if (query) {
+      GHashTableIter it;
+      gpointer k, v;
+      g_hash_table_iter_init(&it, query);
+      while (g_hash_table_iter_next(&it, &k, &v)) {
+        req.query.emplace(static_cast<const char*>(k), v ? static_cast<const char*>(v) : "");
+      }
+    }
+    SoupMessageHeaders* rh = soup_server_message_get_request_headers(msg);
+    soup_message_headers_foreach(
+        rh,
+        [](const char* name, const char* value, gpointer out) {
+          static_cast<std::vector<std::pair<std::string, std::string>>*>(out)->emplace_back(
+              lower(name), value);
+        },
+        &req.headers);
+    if (const char* host = soup_server_message_get_remote_host(msg)) req.peer = host;
+
+    bool path_known = false, bad_path = false;
+    st->route = self->match(req.method, req.path, req.params, path_known, bad_path);
+    if (!st->route) {
+      Response r = bad_path     ? Response::error(404, "not_found", "no such resource")
+                   : path_known ? Response::error(405, "method_not_allowed",
+                                                  "method " + req.method + " not allowed here")
+                                : Response::error(404, "not_found", "no such resource");
+      self->apply(msg, st, std::move(r));
+      return;
+    }
+
+    const goffset declared = soup_message_headers_get_content_length(rh);
+    const bool has_length = soup_message_headers_get_encoding(rh) == SOUP_ENCODING_CONTENT_LENGTH;
+    if (st->route->stream) {
+      auto outcome = st->route->stream(req);
+      if (auto* refused = std::get_if<Response>(&outcome)) {
+        self->apply(msg, st, std::move(*refused));
+        return;
+      }
+      st->sink = std::move(std::get<std::unique_ptr<BodySink>>(outcome));
+    } else if (has_length && declared > 0 &&
+               static_cast<std::uint64_t>(declared) > st->route->body_limit) {
+      self->apply(
+          msg, st,
+          Response::error(413, "payload_too_large",
+                          "request body over " + std::to_string(st->route->body_limit) + " bytes"));
+      return;
+    }
+    soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
+    g_signal_connect(msg, "got-chunk", G_CALLBACK(onGotChunk), st);
+  }
+
+  static void handler(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
+                      gpointer user) {
+    auto* self = static_cast<Impl*>(user);
+    MsgState* st = stateOf(msg);
+    if (!st || !st->route) {
+      soup_server_message_set_status(msg, 500, nullptr);
+      return;
+    }
+    if (st->early) {
+      self->apply(msg, st, std::move(*st->early));
+      return;
+    }
+    if (st->sink) {
+      st->sink_done = true;
+      self->apply(msg, st, st->sink->finish());
+      return;
+    }
+    if (st->too_large) {
+      self->apply(
+          msg, st,
+          Response::error(413, "payload_too_large",
+                          "request body over " + std::to_string(st->route->body_limit) + " bytes"));
+      return;
+    }
+    // Hand the request to the pool; the response comes back on this thread.
+    soup_server_message_pause(msg);
+    g_object_ref(msg);
+    st->counted = true;
+    self->in_flight.fetch_add(1);
+    self->pool->post([self, msg, st] {
+      Response response;
+      try {
+        response = st->route->handler(st->request);
+      } catch (const std::exception& e) {
+        log::error("handler threw", {{"request_id", st->request.request_id},
+                                     {"path", st->request.path},
+                                     {"error", std::string(e.what())}});
+        response = Response::error(500, "internal", "internal error");
+      }
+      struct Done {
+        Impl* self;
+        SoupServerMessage* msg;
+        MsgState* st;
+        Response response;
+      };
+      auto* done = new Done{self, msg, st, std::move(response)};
+      g_main_context_invoke_full(
+          self->context, G_PRIORITY_DEFAULT,
+          [](gpointer p) -> gboolean {
+            auto* d = static_cast<Done*>(p);
+            if (!d->st->finished) {
+              d->self->apply(d->msg, d->st, std::move(d->response));
+              soup_server_message_unpause(d->msg);
+            }
+            d->self->in_flight.fetch_sub(1);
+            g_object_unref(d->msg);
+            return G_SOURCE_REMOVE;
+          },
+          done, [](gpointer p) { delete static_cast<Done*>(p); });
+    });
+  }
+};
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+}
+
+Server::~Server() { stop(0); }
+
+void Server::route(std::string method, std::string pattern, Handler handler,
+                   std::size_t body_limit) {
+  RouteEntry r;
+  r.method = std::move(method);
+  for (std::string_view s : splitPath(pattern)) r.segments.emplace_back(s);
+  r.rest = !r.segments.empty() && r.segments.back().size() > 3 && r.segments.back().ends_with("*}");
+  r.handler = std::move(handler);
+  r.body_limit = body_limit ? body_limit : impl_->options.default_body_limit;
+  impl_->routes.push_back(std::move(r));
+}
+
+void Server::streamingRoute(std::string method, std::string pattern, StreamHandler handler) {
+  RouteEntry r;
+  r.method = std::move(method);
+  for (std::string_view s : splitPath(pattern)) r.segments.emplace_back(s);
+  r.stream = std::move(handler);
+  impl_->routes.push_back(std::move(r));
+}
+
+void Server::onComplete(std::function<void(const Request&, const Response&, double)> fn) {
+  impl_->on_complete = std::move(fn);
+}
+
+std::size_t Server::inFlight() const { return impl_->in_flight.load(); }
+
+Result<void> Server::start() {
+  Impl* impl = impl_.get();
+  impl->pool = std::make_unique<ThreadPool>(std::max(1, impl->options.handler_threads));
+  impl->context = g_main_context_new();
+  impl->loop = g_main_loop_new(impl->context, FALSE);
+  std::promise<Result<std::uint16_t>> bound;
+  auto bound_future = bound.get_future();
+  impl->thread = std::thread([impl, &bound] {
+    g_main_context_push_thread_default(impl->context);
+    impl->soup = SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header",
+                                          impl->options.server_header.c_str(), nullptr));
+    soup_server_add_early_handler(impl->soup, nullptr, &Impl::earlyHandler, impl, nullptr);
+    soup_server_add_handler(impl->soup, nullptr, &Impl::handler, impl, nullptr);
+    GError* err = nullptr;
+    GSocketAddress* addr =
+        g_inet_socket_address_new_from_string(impl->options.host.c_str(), impl->options.port);
+    if (!addr) {
+      bound.set_value(makeError(
+          ErrorCode::kConfig, "listen address '" + impl->options.host + "' is not an IP address"));
+    } else if (!soup_server_listen(impl->soup, addr, static_cast<SoupServerListenOptions>(0),
+                                   &err)) {
+      bound.set_value(makeError(ErrorCode::kUnavailable,
+                                "cannot listen on " + impl->options.host + ":" +
+                                    std::to_string(impl->options.port) + ": " + err->message));
+      g_error_free(err);
+    } else {
+      std::uint16_t port = impl->options.port;
+      GSList* uris = soup_server_get_uris(impl->soup);
+      if (uris) port = static_cast<std::uint16_t>(g_uri_get_port(static_cast<GUri*>(uris->data)));
+      g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+      bound.set_value(port);
+      g_main_loop_run(impl->loop);
+    }
+    if (addr) g_object_unref(addr);
+    soup_server_disconnect(impl->soup);
+    // Let libsoup finish tearing connections down before the context goes.
+    while (g_main_context_iteration(impl->context, FALSE)) {
+    }
+    g_object_unref(impl->soup);
+    impl->soup = nullptr;
+    g_main_context_pop_thread_default(impl->context);
+  });
+  Result<std::uint16_t> r = bound_future.get();
+  if (!r.ok()) {
+    impl->thread.join();
+    g_main_loop_unref(impl->loop);
+    g_main_context_unref(impl->context);
+    impl->loop = nullptr;
+    impl->context = nullptr;
+    impl->pool.reset();
+    return std::move(r).error();
+  }
+  bound_port_ = r.value();
+  return {};
+}
+
+void Server::stop(double grace_s) {
+  Impl* impl = impl_.get();
+  if (!impl->loop) return;
+  // Close the listening sockets first: no new connections, in-flight ones finish.
+  std::promise<void> closed;
+  struct CloseCtx {
+    Impl* impl;
+    std::promise<void>* done;
+  } cc{impl, &closed};
+  g_main_context_invoke(
+      impl->context,
+      [](gpointer p) -> gboolean {
+        auto* c = static_cast<CloseCtx*>(p);
+        GSList* listeners = soup_server_get_listeners(c->impl->soup);
+        for (GSList* l = listeners; l; l = l->next) g_socket_close(G_SOCKET(l->data), nullptr);
+        g_slist_free(listeners);
+        c->done->set_value();
+        return G_SOURCE_REMOVE;
+      },
+      &cc);
+  closed.get_future().wait();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  while (impl->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  g_main_loop_quit(impl->loop);
+  impl->thread.join();
+  impl->pool.reset();  // finishes queued handlers (their responses are dropped)
+  g_main_loop_unref(impl->loop);
+  g_main_context_unref(impl->context);
+  impl->loop = nullptr;
+  impl->context = nullptr;
+}
+
+}  // namespace vessel::http

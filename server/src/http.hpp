@@ -1,0 +1,119 @@
+// A small HTTP layer over libsoup-3: one thread runs the SoupServer's own
+// GMainContext; route handlers run on a pool of worker threads (they may block
+// on PostgreSQL or storage) and hand a Response back to the server thread.
+// Request bodies are never accumulated by libsoup: every route has a body limit
+// checked against Content-Length before a byte is read, and streaming routes
+// (uploads) get each chunk as it arrives.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "vessel/result.hpp"
+
+namespace vessel::http {
+
+struct Request {
+  std::string method;
+  std::string path;                                          ///< as sent (percent-encoded)
+  std::map<std::string, std::string, std::less<>> params;    ///< {name} segments, decoded
+  std::map<std::string, std::string, std::less<>> query;     ///< decoded
+  std::vector<std::pair<std::string, std::string>> headers;  ///< names lower-case
+  std::string body;
+  std::string peer;  ///< remote address
+  std::string request_id;
+
+  /// First header with this name (case-insensitive), if any.
+  std::optional<std::string> header(std::string_view name) const;
+  std::string param(std::string_view name) const;
+  std::optional<std::string> queryValue(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  Response& header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+  static Response json(int status, const nlohmann::json& body);
+  /// `{"error": {"code": code, "message": message}}`
+  static Response error(int status, std::string_view code, std::string_view message);
+  static Response empty(int status);
+};
+
+/// The HTTP status and snake_case code for an Error (kNotFound → 404 not_found, ...).
+Response errorResponse(const Error& error);
+
+using Handler = std::function<Response(Request&)>;
+
+/// A request whose body is streamed (uploads). `begin` runs on the server thread
+/// once the headers are in (no body read yet) and either refuses (returns a
+/// Response: the body is then never read) or accepts; `chunk` gets each piece of
+/// the body in order, `finish` runs after the last byte, `abort` when the client
+/// went away or a chunk failed. All four run on the server thread: keep them short.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  virtual Result<void> chunk(std::string_view data) noexcept = 0;
+  virtual Response finish() noexcept = 0;
+  virtual void abort() noexcept = 0;
+};
+using StreamHandler =
+    std::function<std::variant<Response, std::unique_ptr<BodySink>>(Request& headers_only)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  ///< 0 = any free port
+  int handler_threads = 8;
+  std::size_t default_body_limit = 64 * 1024;
+  std::string server_header = "vessel";
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Patterns are literal segments and `{name}` placeholders, e.g.
+  /// "/api/v1/uploads/{id}"; a trailing "{name*}" takes the rest of the path.
+  void route(std::string method, std::string pattern, Handler handler,
+             std::size_t body_limit = 0 /* = default */);
+  void streamingRoute(std::string method, std::string pattern, StreamHandler handler);
+  /// Called on the server thread after each response is handed to libsoup
+  /// (access log, metrics). Set before start().
+  void onComplete(std::function<void(const Request&, const Response&, double seconds)> fn);
+
+  /// Binds and starts the server thread. kUnavailable if the address is taken.
+  Result<void> start();
+  std::uint16_t port() const { return bound_port_; }
+  /// Stops accepting, waits up to `grace_s` for in-flight requests, stops threads.
+  void stop(double grace_s = 10.0);
+  std::size_t inFlight() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::uint16_t bound_port_ = 0;
+};
+
+/// Percent-decodes one path segment; nullopt for malformed escapes, an encoded
+/// '/', or a NUL.
+std::optional<std::string> decodeSegment(std::string_view segment);
+
+}  // namespace vessel::http

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""`vessel serve` end to end, as an API client would use it: register, log in
+(bearer token, and a second session through a cookie jar), upload a wav and an
+mp3 (create → signed PUT → complete), wait until ready, fetch the whole HLS
+ladder through /media/ and verify it with hls_check (ffprobe/ffmpeg), search and
+page the library, fail and retry an upload, delete (also while it is being
+transcoded) and check storage and database keep nothing of it, log out, then
+SIGTERM: exit 0 within 30 s and the embedded PostgreSQL is gone.
+
+One server for the whole file. Exit 0 pass, 1 fail, 77 skip. 127.0.0.1 only."""
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hls_check as h  # noqa: E402
+import server_harness as sh  # noqa: E402
+from server_harness import Abort  # noqa: E402
+
+DURATION_S = 8.0
+UPLOAD_FIELDS = {"id", "filename", "content_type", "size", "status", "progress", "error",
+                 "duration_s", "title", "artist", "album", "created_at", "updated_at", "stream_url"}
+HLS_TYPE = "application/vnd.apple.mpegurl"
+TS_TYPE = "video/mp2t"
+
+
+def main(ck: sh.Checks) -> None:
+    media = sh.make_temp_dir("vessel-api-media-")
+    server = None
+    try:
+        ck.section("start `vessel serve --workers 2`")
+        server = sh.Server("api", workers=2)
+        ck.info(f"{server.base} up after {server.startup_s:.1f} s, data dir {server.data}")
+        run_checks(ck, server, media)
+    finally:
+        if server:
+            server.close()
+        shutil.rmtree(media, ignore_errors=True)
+
+
+def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
+    anon = server.client()
+    ck.status(anon.get("/healthz"), 200, "GET /healthz")
+
+    # ------------------------------------------------------------------ accounts
+    ck.section("accounts: register, login (bearer + cookie), /me")
+    ck.status(anon.get("/api/v1/me"), 401, "GET /me without credentials", "unauthenticated")
+    r = sh.register(anon, "alice@example.com")
+    ck.status(r, 201, "register alice@example.com")
+    user = (r.json or {}).get("user") or {}
+    ck.check(sh.UUID_RE.match(str(user.get("id", ""))) and user.get("email") == "alice@example.com",
+             "register answers {user:{id (uuid), email}}", r.brief())
+    r = sh.register(anon, "ALICE@Example.COM")
+    ck.status(r, 409, "register the same email in other letter case", "email_taken")
+    ck.equal(r.error.get("field"), "email", "409 email_taken names field")
+    r = sh.register(anon, "not-an-email")
+    ck.status(r, 400, "register an invalid email", "invalid_email")
+    ck.equal(r.error.get("field"), "email", "invalid_email names field")
+    r = sh.register(anon, "bob@example.com", password="123456789")
+    ck.status(r, 400, "register a 9-character password", "invalid_password")
+    ck.equal(r.error.get("field"), "password", "invalid_password names field")
+    ck.status(sh.register(anon, "carol@example.com", password="1234567890"), 201,
+              "register a 10-character password")
+
+    wrong = sh.login(anon, "alice@example.com", "wrong password 123")
+    unknown = sh.login(anon, "nobody@example.com", "wrong password 123")
+    ck.status(wrong, 401, "login with a wrong password", "invalid_credentials")
+    ck.status(unknown, 401, "login with an unknown email", "invalid_credentials")
+    ck.check(wrong.body == unknown.body, "wrong password and unknown email answer byte-identical bodies",
+             f"{wrong.body!r} vs {unknown.body!r}")
+
+    alice = server.client()
+    r = sh.login(alice, "alice@example.com")
+    ck.require(r.status == 200 and isinstance(r.json, dict) and r.json.get("token"),
+               "login alice (bearer) -> 200 {token,...}", r.brief())
+    alice.token = r.json["token"]
+    ck.check(r.json.get("user") == user, "login answers the registered user", r.brief())
+    exp = r.json.get("expires_at")
+    ck.check(isinstance(exp, int) and exp > time.time() + 3600, "login expires_at is a future unix time",
+             repr(exp))
+    cookie = r.header("Set-Cookie") or ""
+    ck.check(cookie.startswith("vessel_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie,
+             "login sets vessel_session; HttpOnly; SameSite=Lax", cookie)
+    me = alice.get("/api/v1/me")
+    ck.status(me, 200, "GET /me with the bearer token")
+    ck.equal(me.json, {"id": user.get("id"), "email": "alice@example.com"}, "GET /me body")
+    ck.status(server.client(token="not-a-real-token").get("/api/v1/me"), 401, "GET /me with a bogus token")
+
+    browser = server.client(cookies=True)  # the second session: cookie jar only, no bearer
+    r = sh.login(browser, "alice@example.com")
+    ck.status(r, 200, "login alice again (cookie jar session)")
+    jar = {c.name: c.value for c in browser.jar}
+    ck.check("vessel_session" in jar and jar["vessel_session"] != alice.token,
+             "the cookie jar holds a second, different session token", repr(list(jar)))
+    ck.status(browser.get("/api/v1/me"), 200, "GET /me with the cookie only")
+
+    # ------------------------------------------------------------------ uploads
+    ck.section("uploads: create → PUT → complete, wav (bearer) and mp3 (cookie)")
+    wav = h.make_audio(media / "sunrise.wav", DURATION_S)
+    mp3 = h.make_audio(media / "drive.mp3", DURATION_S,
+                       metadata={"title": "Evening Tune", "artist": "Zebra Quartet", "album": "Tests"})
+    wav_bytes, mp3_bytes = wav.read_bytes(), mp3.read_bytes()
+
+    r = sh.create_upload(alice, "Sunrise Tone.wav", "audio/wav", len(wav_bytes))
+    ck.require(r.status == 201 and isinstance(r.json, dict), "POST /uploads (wav) -> 201", r.brief())
+    created = r.json
+    wav_id = created.get("id", "")
+    up = created.get("upload") or {}
+    ck.check(sh.UUID_RE.match(wav_id) and created.get("status") == "uploading",
+             "create answers {id (uuid), status: uploading}", r.brief())
+    url = str(up.get("url", ""))
+    ck.check(up.get("method") == "PUT" and url.startswith(server.base + "/")
+             and "expires=" in url and "sig=" in url and isinstance(up.get("headers"), dict)
+             and up.get("expires_at"),
+             "create answers upload {method PUT, absolute signed url, headers, expires_at}", r.brief())
+    g = sh.get_upload(alice, wav_id)
+    ck.status(g, 200, "GET the new upload")
+    ck.check(isinstance(g.json, dict) and set(g.json) == UPLOAD_FIELDS,
+             "GET /uploads/{id} has exactly the documented fields", sorted((g.json or {}).keys()))
+    ck.check((g.json or {}).get("status") == "uploading" and (g.json or {}).get("stream_url") is None
+             and (g.json or {}).get("filename") == "Sunrise Tone.wav"
+             and (g.json or {}).get("size") == len(wav_bytes),
+             "a fresh upload: uploading, stream_url null, filename and size as declared", g.brief())
+    ck.status(alice.post(f"/api/v1/uploads/{wav_id}/complete"), 409,
+              "complete before the bytes are PUT", "content_missing")
+    p = sh.put_url(created, wav_bytes)
+    ck.status(p, 200, "PUT the wav to the signed URL (no credentials)")
+    ck.equal(p.json, {"id": wav_id, "size": len(wav_bytes)}, "PUT answer")
+    ck.status(sh.put_url(created, wav_bytes), 409, "PUT the same URL again", "already_uploaded")
+    c = alice.post(f"/api/v1/uploads/{wav_id}/complete")
+    ck.status(c, 202, "complete the wav")
+    ck.equal(c.json, {"id": wav_id, "status": "queued"}, "complete answer")
+    ck.status(alice.post(f"/api/v1/uploads/{wav_id}/complete"), 409, "complete a second time")
+
+    r = sh.create_upload(browser, "night drive.mp3", "audio/mpeg", len(mp3_bytes))
+    ck.require(r.status == 201, "POST /uploads (mp3) with the cookie session -> 201", r.brief())
+    mp3_created = r.json
+    mp3_id = mp3_created["id"]
+    ck.status(sh.put_url(mp3_created, mp3_bytes), 200, "PUT the mp3")
+    ck.status(browser.post(f"/api/v1/uploads/{mp3_id}/complete"), 202, "complete the mp3 (cookie session)")
+
+    ready = {}
+    for name, uid in (("wav", wav_id), ("mp3", mp3_id)):
+        t0 = time.time()
+        st = sh.wait_status(alice, uid, timeout=90)
+        ready[name] = st
+        ck.require(st.get("status") == "ready", f"{name} becomes ready within 90 s "
+                   f"(took {time.time() - t0:.1f} s)", st)
+        ck.check(st.get("progress") == 1.0 and st.get("error") is None
+                 and abs(float(st.get("duration_s") or 0) - DURATION_S) < 0.25,
+                 f"{name}: progress 1.0, error null, duration_s ≈ {DURATION_S}", st)
+        ck.equal(st.get("stream_url"), f"/media/{user['id']}/{uid}/master.m3u8", f"{name} stream_url")
+    ck.check(ready["mp3"].get("title") == "Evening Tune" and ready["mp3"].get("artist") == "Zebra Quartet"
+             and ready["mp3"].get("album") == "Tests", "mp3 title/artist/album come from its tags",
+             ready["mp3"])
+
+    # ------------------------------------------------------------------ media
+    ck.section("media: fetch master + playlists + segments through /media/, verify with hls_check")
+    ladder_toml = h.ladder_path("hls-aac")
+    for name, uid, src in (("wav", wav_id, wav), ("mp3", mp3_id, mp3)):
+        dest = media / f"fetched-{name}"
+        fetched = sh.fetch_ladder(alice, ready[name]["stream_url"], dest)
+        bad = [f"{rel}: {resp.brief(120)}" for rel, resp in fetched if resp.status != 200]
+        ck.check(not bad, f"{name}: all {len(fetched)} files of the ladder fetched with 200", bad)
+        rels = [rel for rel, _ in fetched]
+        ck.equal(sorted(rel for rel in rels if rel.endswith("playlist.m3u8")),
+                 sorted(f"{rg}/playlist.m3u8" for rg in sh.RUNGS), f"{name}: media playlists in master")
+        wrong_type = [(rel, resp.header("Content-Type")) for rel, resp in fetched
+                      if resp.header("Content-Type") != (TS_TYPE if rel.endswith(".ts") else HLS_TYPE)]
+        ck.check(not wrong_type, f"{name}: Content-Type {HLS_TYPE} for playlists, {TS_TYPE} for segments",
+                 wrong_type[:5])
+        no_cache = [rel for rel, resp in fetched if not resp.header("Cache-Control") or not resp.header("ETag")]
+        ck.check(not no_cache, f"{name}: every media response has Cache-Control and ETag", no_cache[:5])
+        on_disk = server.upload_dir(user["id"], uid)
+        differ = [rel for rel, resp in fetched
+                  if resp.status == 200 and (on_disk / rel).read_bytes() != resp.body]
+        ck.check(not differ, f"{name}: served bytes equal the stored files", differ[:5])
+        fails = h.check_ladder(dest, ladder_toml, DURATION_S, source_path=src)
+        ck.check(not fails, f"{name}: hls_check.check_ladder on the fetched ladder: no failures",
+                 h.format_failures(fails))
+
+    base = f"/media/{user['id']}/{wav_id}"
+    seg = f"{base}/64k/segment_000.ts"
+    full = alice.get(seg)
+    rng = alice.get(seg, headers={"Range": "bytes=100-299"})
+    ck.status(rng, 206, "GET a segment with Range: bytes=100-299")
+    ck.equal(rng.header("Content-Range"), f"bytes 100-299/{len(full.body)}", "206 Content-Range")
+    ck.check(rng.body == full.body[100:300], "206 body is exactly those bytes", len(rng.body))
+    tail = alice.get(seg, headers={"Range": "bytes=-50"})
+    ck.check(tail.status == 206 and tail.body == full.body[-50:], "Range: bytes=-50 -> 206, the last 50 bytes",
+             tail.brief(60))
+    etag = full.header("ETag")
+    nm = alice.get(seg, headers={"If-None-Match": etag or '"none"'})
+    ck.check(nm.status == 304 and nm.body == b"", "If-None-Match with the segment's ETag -> 304, no body",
+             nm.brief(60))
+    m = alice.get(f"{base}/master.m3u8")
+    nm = alice.get(f"{base}/master.m3u8", headers={"If-None-Match": m.header("ETag") or '"none"'})
+    ck.status(nm, 304, "If-None-Match with the master's ETag")
+    ck.status(browser.get(f"{base}/master.m3u8"), 200, "master via the cookie session (a browser player)")
+    ck.status(alice.get(f"{base}/original"), 404, "the original is not served")
+    ck.status(anon.get(f"{base}/master.m3u8"), 401, "master without credentials")
+
+    # ------------------------------------------------------------------ library
+    ck.section("library: newest first, q search (case-insensitive), keyset pages")
+
+    def ids(resp):
+        return [it.get("id") for it in (resp.json or {}).get("items", [])] if resp.status == 200 else resp.brief()
+
+    lib = alice.get("/api/v1/uploads")
+    ck.status(lib, 200, "GET /uploads")
+    ck.equal(ids(lib), [mp3_id, wav_id], "library, newest first")
+    ck.check(lib.json and lib.json.get("next_cursor") is None, "single page: next_cursor null", lib.brief())
+    ck.check(lib.json and all(set(it) == UPLOAD_FIELDS for it in lib.json["items"]),
+             "list items have the same fields as GET /uploads/{id}", lib.brief())
+    for q, want, what in (("sunrise", [wav_id], "filename, lower case"),
+                          ("SUNRISE%20TONE", [wav_id], "filename, upper case, with a space"),
+                          ("NIGHT", [mp3_id], "filename, upper case"),
+                          ("zebra", [mp3_id], "artist tag"),
+                          ("eVeNiNg", [mp3_id], "title tag, mixed case"),
+                          ("no-such-thing", [], "nothing")):
+        ck.equal(ids(alice.get(f"/api/v1/uploads?q={q}")), want, f"q={q} ({what})")
+    p1 = alice.get("/api/v1/uploads?limit=1")
+    ck.equal(ids(p1), [mp3_id], "limit=1 page 1")
+    cursor = (p1.json or {}).get("next_cursor")
+    ck.check(isinstance(cursor, str) and cursor, "page 1 has a next_cursor", p1.brief())
+    p2 = alice.get(f"/api/v1/uploads?limit=1&cursor={cursor}")
+    ck.equal(ids(p2), [wav_id], "limit=1 page 2 (cursor)")
+    ck.check(p2.json and p2.json.get("next_cursor") is None, "page 2 is the last: next_cursor null", p2.brief())
+    q1 = alice.get("/api/v1/uploads?q=N&limit=1")
+    q2 = alice.get(f"/api/v1/uploads?q=N&limit=1&cursor={(q1.json or {}).get('next_cursor')}")
+    ck.equal(ids(q1) + ids(q2), [mp3_id, wav_id], "q=N (both match) paged with limit=1")
+    ck.equal(ids(alice.get("/api/v1/uploads?status=ready")), [mp3_id, wav_id], "status=ready")
+    ck.equal(ids(alice.get("/api/v1/uploads?status=failed")), [], "status=failed (none yet)")
+    ck.status(alice.get("/api/v1/uploads?status=done"), 400, "status=done (not a status)")
+    ck.status(alice.get("/api/v1/uploads?limit=0"), 400, "limit=0")
+    ck.status(alice.get("/api/v1/uploads?cursor=garbage!"), 400, "cursor=garbage!")
+
+    # ------------------------------------------------------------------ failure and retry
+    ck.section("a failing upload (ID3 header + random bytes) and retry")
+    garbage = b"ID3" + os.urandom(4096)
+    bad_id = sh.upload_bytes(alice, "garbage.mp3", "audio/mpeg", garbage)
+    ck.info(f"garbage upload {bad_id} completed (its header sniffs as audio)")
+    st = sh.wait_status(alice, bad_id, statuses=("failed", "ready"), timeout=60)
+    ck.equal(st.get("status"), "failed", "the garbage upload fails")
+    ck.check(st.get("error") and st.get("stream_url") is None, "failed: error set, stream_url null", st)
+    jobs = server.sql(f"SELECT id, state, attempts, max_attempts FROM jobs WHERE upload_id = '{bad_id}' ORDER BY id")
+    ck.check(len(jobs) == 1 and jobs[0][1] == "failed" and jobs[0][2] == "1",
+             "one job, failed after 1 attempt (permanent: not retried by the queue)", jobs)
+    ck.equal(ids(alice.get("/api/v1/uploads?status=failed")), [bad_id], "status=failed lists it")
+    r = alice.post(f"/api/v1/uploads/{bad_id}/retry")
+    ck.status(r, 202, "retry the failed upload")
+    ck.equal(r.json, {"id": bad_id, "status": "queued"}, "retry answer")
+    st = sh.wait_status(alice, bad_id, statuses=("failed", "ready"), timeout=60)
+    ck.equal(st.get("status"), "failed", "it fails again after the retry")
+    jobs2 = server.sql(f"SELECT id, state, attempts, max_attempts FROM jobs WHERE upload_id = '{bad_id}' ORDER BY id")
+    ck.check(len(jobs2) == 2 and jobs2[0][0] == jobs[0][0] and jobs2[1][1] == "failed" and jobs2[1][2] == "1"
+             and jobs2[1][3] == jobs[0][3],
+             "retry made a new job row with a fresh attempt budget (attempts 1 of max again)", jobs2)
+    attempts = server.sql("SELECT a.attempt FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+                          f"WHERE j.upload_id = '{bad_id}' ORDER BY a.job_id, a.attempt")
+    ck.equal([a[0] for a in attempts], ["1", "1"], "job_attempts: attempt 1 of each job")
+    ck.status(alice.post(f"/api/v1/uploads/{wav_id}/retry"), 409, "retry a ready upload")
+    r = sh.create_upload(alice, "pending.wav", "audio/wav", 1000)
+    pending_id = (r.json or {}).get("id", "00000000-0000-0000-0000-000000000000")
+    ck.status(alice.post(f"/api/v1/uploads/{pending_id}/retry"), 409, "retry an upload still uploading")
+
+    # ------------------------------------------------------------------ delete
+    ck.section("delete: storage and database keep nothing")
+    wav_dir = server.upload_dir(user["id"], wav_id)
+    ck.check((wav_dir / "master.m3u8").is_file() and (wav_dir / "original").is_file(),
+             "before: the wav's original and ladder are in storage", wav_dir)
+    wav_jobs = [j[0] for j in server.sql(f"SELECT id FROM jobs WHERE upload_id = '{wav_id}'")]
+    d = alice.delete(f"/api/v1/uploads/{wav_id}")
+    ck.check(d.status == 204 and d.body == b"", "DELETE the wav -> 204, no body", d.brief())
+    ck.status(sh.get_upload(alice, wav_id), 404, "GET it afterwards", "not_found")
+    ck.status(alice.get(f"{base}/master.m3u8"), 404, "its master.m3u8 afterwards")
+    ck.check(not wav_dir.exists(), "D/storage/<user>/<id>/ is gone", sorted(map(str, wav_dir.rglob("*")))[:5]
+             if wav_dir.exists() else "")
+    ck.equal(server.sql_count(f"SELECT count(*) FROM uploads WHERE id = '{wav_id}'"), 0, "uploads rows")
+    ck.equal(server.sql_count(f"SELECT count(*) FROM jobs WHERE upload_id = '{wav_id}'"), 0, "jobs rows")
+    if wav_jobs:
+        ck.equal(server.sql_count(f"SELECT count(*) FROM job_attempts WHERE job_id IN ({','.join(wav_jobs)})"),
+                 0, "job_attempts rows")
+    ck.status(alice.delete(f"/api/v1/uploads/{wav_id}"), 404, "DELETE it again")
+    ck.equal(ids(alice.get("/api/v1/uploads?status=ready")), [mp3_id], "the library no longer lists it")
+    d = alice.delete(f"/api/v1/uploads/{bad_id}")
+    ck.status(d, 204, "DELETE the failed upload")
+    ck.check(not server.upload_dir(user["id"], bad_id).exists(), "its original is gone from storage")
+
+    ck.section("delete while processing (120 s wav)")
+    long_wav = sh.make_tone(media / "long.wav", 120)
+    long_id = sh.upload_bytes(alice, "long.wav", "audio/wav", long_wav.read_bytes())
+    st = sh.wait_status(alice, long_id, statuses=("processing", "ready", "failed"), timeout=60, interval=0.05)
+    ck.require(st.get("status") == "processing", "the long upload reaches processing", st)
+    long_dir = server.upload_dir(user["id"], long_id)
+    d = alice.delete(f"/api/v1/uploads/{long_id}")
+    t_del = time.time()
+    ck.status(d, 204, "DELETE while processing")
+    # The DELETE empties the prefix at once, but the worker may still write segments
+    # until its next heartbeat (workers.heartbeat_s = 5 s) tells it the job was
+    # cancelled; it then removes what it wrote. Wait for that (its log line) or 10 s.
+    def worker_cancelled():
+        return any(rec.get("upload_id") == long_id and "cancel" in str(rec.get("msg", ""))
+                   and rec.get("job_id") is not None and "deleted" not in str(rec.get("msg", ""))
+                   for rec in server.log_records())
+
+    while time.time() - t_del < 10 and not (worker_cancelled() and not long_dir.exists()):
+        time.sleep(0.2)
+    settled = time.time() - t_del
+    left = sorted(str(p.relative_to(long_dir)) for p in long_dir.rglob("*")) if long_dir.exists() else []
+    ck.check(not long_dir.exists(), f"nothing left under its prefix {settled:.1f} s after the DELETE "
+             f"(worker reported its cancellation: {worker_cancelled()})", left[:8])
+    time.sleep(2)  # a worker that missed the cancellation would have written more by now
+    ck.check(not long_dir.exists(), "still nothing under its prefix 2 s later",
+             sorted(str(p.relative_to(long_dir)) for p in long_dir.rglob("*"))[:8] if long_dir.exists() else "")
+    ck.equal(server.sql_count(f"SELECT count(*) FROM uploads WHERE id = '{long_id}'"), 0, "uploads rows")
+    ck.equal(server.sql_count(f"SELECT count(*) FROM jobs WHERE upload_id = '{long_id}'"), 0, "jobs rows")
+    ck.status(sh.get_upload(alice, long_id), 404, "GET it afterwards")
+
+    files = server.storage_files()
+    odd = [f for f in files if not sh.STORAGE_FILE_RE.match(f)]
+    ck.check(not odd, "storage holds only <user>/<upload>/<layout> files (no temp leftovers)", odd[:10])
+
+    # ------------------------------------------------------------------ logout
+    ck.section("logout revokes the token")
+    old_cookie = {c.name: c.value for c in browser.jar}.get("vessel_session", "")
+    r = alice.post("/api/v1/auth/logout")
+    ck.check(r.status == 204, "logout (bearer) -> 204", r.brief())
+    ck.status(alice.get("/api/v1/me"), 401, "GET /me with the logged-out token")
+    ck.status(alice.get("/api/v1/uploads"), 401, "GET /uploads with the logged-out token")
+    ck.status(browser.get("/api/v1/me"), 200, "the cookie session is still valid")
+    r = browser.post("/api/v1/auth/logout")
+    ck.status(r, 204, "logout (cookie) -> 204")
+    ck.check("Max-Age=0" in (r.header("Set-Cookie") or "") or not any(c.name == "vessel_session" for c in browser.jar),
+             "logout clears the cookie", r.header("Set-Cookie"))
+    ck.status(browser.get("/api/v1/me"), 401, "GET /me with the cookie jar after logout")
+    stale = server.client().get("/api/v1/me", headers={"Cookie": f"vessel_session={old_cookie}"})
+    ck.status(stale, 401, "the old cookie value replayed by hand (revoked, not just cleared)")
+
+    # ------------------------------------------------------------------ shutdown
+    ck.section("SIGTERM")
+    ck.status(anon.get("/healthz"), 200, "GET /healthz before stopping")
+    log = server.log_text()
+    ck.check("handler threw" not in log, "server stderr has no 'handler threw' line",
+             [line for line in log.splitlines() if "handler threw" in line][:3])
+    ck.check(alice.token not in log and old_cookie not in log, "no session token appears in the server log")
+    ck.check(server.postgres_pids(), "the embedded postgres runs before the stop", server.postgres_pids())
+    code, secs = server.stop(timeout=30)
+    ck.check(code == 0, f"vessel serve exits 0 within 30 s after SIGTERM (took {secs:.1f} s)",
+             f"exit={code}\n{server.log_tail(1500)}")
+    pids = server.postgres_pids()
+    deadline = time.time() + 5
+    while pids and time.time() < deadline:
+        time.sleep(0.2)
+        pids = server.postgres_pids()
+    ck.check(not pids, "no postgres process with the data dir in its command line is left", pids)
+    ck.check("server stopped" in server.log_text(), "the log says 'server stopped'")
+
+
+if __name__ == "__main__":
+    sh.run_main("test_server_api", main)
