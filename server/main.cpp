@@ -121,6 +121,8 @@ const char* kUsage =
     "                 the HTTP server with in-process workers and the scheduler\n"
     "  worker [--data-dir DIR] [--database-url URL] [--workers N] [--config FILE]\n"
     "                 claim and run transcode jobs until SIGTERM/SIGINT\n"
+    "  worker --server URL --worker-secret-file F [--workers N] [--data-dir DIR]\n"
+    "                 the same without database credentials: claim and report over HTTP\n"
     "  submit FILE [--user EMAIL] [--pipeline NAME] [--data-dir DIR] [--database-url URL]\n"
     "                 store FILE as a new upload and queue its job; prints its id\n"
     "  status UPLOAD_ID [--data-dir DIR] [--database-url URL]\n"

@@ -10,8 +10,8 @@
 //
 // Every call carries x-worker-secret; per-job calls also carry the one-time
 // x-job-secret from the claim. 409 means the job is no longer ours: stop it,
-// report nothing more, delete nothing. There is no release call: a job
-// abandoned at shutdown goes back to the queue when its lease expires.
+// report nothing more, delete nothing. A job cancelled at shutdown is released back to the queue (or, if that call
+// fails, returns when its lease expires).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -420,12 +420,16 @@ void runClaimed(Shared& sh, ServerApi& api, const std::string& worker,
   }
   const Error& err = outcome.error();
   if (err.code == ErrorCode::kCancelled) {
-    // No release call exists over HTTP: the job comes back when its lease expires.
+    // Shutdown: give the attempt back so the job is claimable at once and the
+    // attempt is not counted. If that call fails the lease expiry returns it.
     sh.abandoned++;
-    log::info(
-        "job abandoned at shutdown; the server gives it to another worker when its lease "
-        "expires",
-        {{"worker", worker}, {"job_id", ll(job.job_id)}});
+    const std::string body = dumpJson(protocol::toJson(protocol::ReleaseRequest{job.attempt}));
+    Reply r = api.post(job_path + "/release", body, &claim.job_secret, milliseconds(5000));
+    log::info("job released at shutdown",
+              {{"worker", worker},
+               {"job_id", ll(job.job_id)},
+               {"released", r.status == 204},
+               {"detail", r.status == 204 ? std::string() : r.detail}});
     return;
   }
   sh.failed++;

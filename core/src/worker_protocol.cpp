@@ -49,7 +49,7 @@ Result<std::int32_t> attemptOf(const json& j) {
 
 std::optional<ErrorCode> codeByName(const std::string& name) {
   for (int c = static_cast<int>(ErrorCode::kInvalidArgument);
-       c <= static_cast<int>(ErrorCode::kInternal); ++c) {
+       c <= static_cast<int>(ErrorCode::kUnauthenticated); ++c) {
     if (name == errorCodeName(static_cast<ErrorCode>(c))) return static_cast<ErrorCode>(c);
   }
   return std::nullopt;
@@ -208,6 +208,20 @@ Result<FailRequest> parseFailRequest(std::string_view body) noexcept {
     return FailRequest{attempt.value(), Error{*code, o["message"].get<std::string>()}};
   } catch (const std::exception& e) {
     return bad(std::string("fail: ") + e.what());
+  }
+}
+
+json toJson(const ReleaseRequest& r) { return {{"attempt", r.attempt}}; }
+
+Result<ReleaseRequest> parseReleaseRequest(std::string_view body) noexcept {
+  try {
+    auto j = object(body, {"attempt"});
+    if (!j.ok()) return j.error();
+    auto attempt = attemptOf(j.value());
+    if (!attempt.ok()) return attempt.error();
+    return ReleaseRequest{attempt.value()};
+  } catch (const std::exception& e) {
+    return bad(std::string("release: ") + e.what());
   }
 }
 

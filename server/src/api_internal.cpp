@@ -2,7 +2,7 @@
 // claims and reports here instead of in SQL. Every call needs the shared
 // worker secret; progress/complete/fail also need the one-time job secret
 // issued at claim time (only its SHA-256 is stored, in uploads.job_secret_hash).
-// Both are compared in constant time. Status codes: 401 missing or wrong worker
+// Both are compared in constant time. …/release gives an attempt back at shutdown. Status codes: 401 missing or wrong worker
 // secret / missing job secret, 403 wrong job secret, 400 bad payload, 409 the
 // job is not (or no longer) running under this attempt. A refused call
 // changes nothing.
@@ -161,6 +161,20 @@ void addInternalRoutes(http::Server& server, App& app) {
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
     return fromStore(store.value()->fail(std::get<ClaimedJob>(job), body.error));
+  });
+
+  // A worker shutting down gives its attempt back (not counted) instead of
+  // leaving the job to wait out its lease.
+  server.route("POST", "/internal/v1/jobs/{id}/release", [&app](http::Request& req) {
+    if (auto refused = checkWorkerSecret(app, req)) return std::move(*refused);
+    auto p = parsed(protocol::parseReleaseRequest(req.body));
+    if (auto* r = std::get_if<http::Response>(&p)) return std::move(*r);
+    const auto& body = std::get<protocol::ReleaseRequest>(p);
+    auto job = heldJob(app, req, body.attempt);
+    if (auto* r = std::get_if<http::Response>(&job)) return std::move(*r);
+    auto store = app.store();
+    if (!store.ok()) return http::errorResponse(store.error());
+    return fromStore(store.value()->release(std::get<ClaimedJob>(job)));
   });
 }
 

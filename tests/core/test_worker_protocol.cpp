@@ -90,4 +90,14 @@ TEST(Protocol, FailCarriesTheCodeThatDecidesRetry) {
   EXPECT_FALSE(parseFailRequest(std::string(70 * 1024, ' ')).ok());
 }
 
+TEST(Protocol, ReleaseRequestIsStrict) {
+  auto ok = parseReleaseRequest(toJson(ReleaseRequest{3}).dump());
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value().attempt, 3);
+  for (const char* bad : {"", "[]", "{}", R"({"attempt": 0})", R"({"attempt": "1"})",
+                          R"({"attempt": 1, "x": 2})", R"({"attempt": 1.5})"}) {
+    EXPECT_FALSE(parseReleaseRequest(bad).ok()) << bad;
+  }
+}
+
 }  // namespace

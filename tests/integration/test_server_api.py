@@ -5,13 +5,19 @@ mp3 (create → signed PUT → complete), wait until ready, fetch the whole HLS
 ladder through /media/ and verify it with hls_check (ffprobe/ffmpeg), search and
 page the library, fail and retry an upload, delete (also while it is being
 transcoded) and check storage and database keep nothing of it, log out, then
-SIGTERM: exit 0 within 30 s and the embedded PostgreSQL is gone.
+SIGTERM while a long job runs and an upload PUT is in flight: the PUT finishes,
+exit 0 within 30 s, the embedded PostgreSQL is gone; a restart on the same data
+dir shows the job released (queued, the attempt not counted).
 
 One server for the whole file. Exit 0 pass, 1 fail, 77 skip. 127.0.0.1 only."""
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import urllib.parse
 import time
 from pathlib import Path
 
@@ -237,6 +243,12 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     ck.status(alice.get("/api/v1/uploads?status=done"), 400, "status=done (not a status)")
     ck.status(alice.get("/api/v1/uploads?limit=0"), 400, "limit=0")
     ck.status(alice.get("/api/v1/uploads?cursor=garbage!"), 400, "cursor=garbage!")
+    k1 = alice.get("/api/v1/uploads?limit=1")
+    r = sh.create_upload(alice, "interloper.wav", "audio/wav", 1000)  # newer than both, between two pages
+    ck.status(r, 201, "create an upload between fetching page 1 and page 2")
+    k2 = alice.get(f"/api/v1/uploads?limit=1&cursor={(k1.json or {}).get('next_cursor')}")
+    ck.check(ids(k2) == [wav_id] and (k2.json or {}).get("next_cursor") is None,
+             "keyset paging: page 2 after an insert is still the wav, nothing repeated or shifted", k2.brief())
 
     # ------------------------------------------------------------------ failure and retry
     ck.section("a failing upload (ID3 header + random bytes) and retry")
@@ -341,14 +353,57 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     ck.status(stale, 401, "the old cookie value replayed by hand (revoked, not just cleared)")
 
     # ------------------------------------------------------------------ shutdown
-    ck.section("SIGTERM")
+    ck.section("SIGTERM with a job running and an upload in flight")
     ck.status(anon.get("/healthz"), 200, "GET /healthz before stopping")
     log = server.log_text()
     ck.check("handler threw" not in log, "server stderr has no 'handler threw' line",
              [line for line in log.splitlines() if "handler threw" in line][:3])
     ck.check(alice.token not in log and old_cookie not in log, "no session token appears in the server log")
     ck.check(server.postgres_pids(), "the embedded postgres runs before the stop", server.postgres_pids())
-    code, secs = server.stop(timeout=30)
+    again = server.client()
+    r = sh.login(again, "alice@example.com")
+    ck.require(r.status == 200, "log in again", r.brief())
+    again.token = r.json["token"]
+    # A job long enough (900 s of audio, ~1 min to transcode here) to still run
+    # when the workers' shutdown grace (20 s) ends: it must be released, not lost.
+    flac = sh.make_tone(media / "long.flac", 900)
+    busy_id = sh.upload_bytes(again, "long.flac", "audio/flac", flac.read_bytes())
+    st = sh.wait_status(again, busy_id, statuses=("processing", "ready", "failed"), timeout=60)
+    ck.require(st.get("status") == "processing", "the 900 s upload is processing", st)
+    r = sh.create_upload(again, "inflight.wav", "audio/wav", len(wav_bytes))
+    ck.require(r.status == 201, "create the upload that will be in flight", r.brief())
+    inflight_id, inflight = r.json["id"], r.json
+    parts = urllib.parse.urlsplit(inflight["upload"]["url"])
+    half = len(wav_bytes) // 2
+    sock = socket.create_connection(("127.0.0.1", parts.port), timeout=20)
+    sock.sendall((f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: 127.0.0.1:{parts.port}\r\n"
+                  f"Content-Type: audio/wav\r\nContent-Length: {len(wav_bytes)}\r\n\r\n").encode()
+                 + wav_bytes[:half])
+    time.sleep(0.5)
+    t_term = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    answer = b""
+    try:
+        sock.sendall(wav_bytes[half:])
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    except OSError as e:
+        answer = answer or f"({e!r})".encode()
+    finally:
+        sock.close()
+    status_line = answer.split(b"\r\n", 1)[0]
+    ck.check(status_line.startswith(b"HTTP/1.1 200"),
+             "the PUT in flight when SIGTERM arrived finishes with 200 (in-flight requests finish)",
+             answer[:200] or "connection closed without an answer")
+    try:
+        code = server.proc.wait(timeout=max(0.1, 30 - (time.time() - t_term)))
+    except subprocess.TimeoutExpired:
+        code = None
+    secs = time.time() - t_term
     ck.check(code == 0, f"vessel serve exits 0 within 30 s after SIGTERM (took {secs:.1f} s)",
              f"exit={code}\n{server.log_tail(1500)}")
     pids = server.postgres_pids()
@@ -358,6 +413,34 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
         pids = server.postgres_pids()
     ck.check(not pids, "no postgres process with the data dir in its command line is left", pids)
     ck.check("server stopped" in server.log_text(), "the log says 'server stopped'")
+
+    ck.section("restart on the same data dir (no workers): what the stop left behind")
+    restarted = sh.Server("api-restart", workers=0, share_data_with=server)
+    try:
+        ck.info(f"restarted at {restarted.base} after {restarted.startup_s:.1f} s")
+        c2 = restarted.client(token=again.token)
+        st = c2.get(f"/api/v1/uploads/{busy_id}").json or {}
+        ck.equal(st.get("status"), "queued", "the job running at SIGTERM was released (upload queued again)")
+        rows = restarted.sql(f"SELECT state FROM jobs WHERE upload_id = '{busy_id}'")
+        ck.equal(rows, [["queued"]], "its job row is queued")
+        ck.equal(restarted.sql_count("SELECT count(*) FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+                                     f"WHERE j.upload_id = '{busy_id}'"), 0,
+                 "the released attempt does not count")
+        busy_dir = restarted.upload_dir(user["id"], busy_id)
+        leftovers = sorted(str(p.relative_to(busy_dir)) for p in busy_dir.rglob("*") if not p.is_dir())
+        ck.check(leftovers == ["original"], "the released job left only its original in storage",
+                 leftovers[:8])
+        st = c2.get(f"/api/v1/uploads/{inflight_id}").json or {}
+        if status_line.startswith(b"HTTP/1.1 200"):
+            ck.status(c2.post(f"/api/v1/uploads/{inflight_id}/complete"), 202,
+                      "the upload that was in flight is complete-able (its bytes were stored)")
+        else:
+            ck.info(f"in-flight upload after restart: {st}")
+        code, secs = restarted.stop(timeout=30)
+        ck.check(code == 0, f"the restarted server exits 0 after SIGTERM (took {secs:.1f} s)", code)
+        ck.check(not restarted.postgres_pids(), "and its postgres is gone", restarted.postgres_pids())
+    finally:
+        restarted.close()
 
 
 if __name__ == "__main__":

@@ -315,7 +315,8 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     # ------------------------------------------------------------------ queries and ids
     ck.section("library queries and ids")
     for qs in ("status=bogus", "status=READY", "limit=0", "limit=101", "limit=abc", "limit=-1", "limit=1.5",
-               "limit=", "cursor=garbage", "cursor=AAAA", "cursor=%00", "q=" + "x" * 201):
+               "limit=", "cursor=garbage", "cursor=AAAA", "cursor=%00", "cursor=%00garbage",
+               "limit=1%00x", "status=ready%00x", "q=" + "x" * 201):
         r = u.get(f"/api/v1/uploads?{qs}")
         ck.check(r.status == 400 and is_error_shape(r), f"GET /uploads?{qs[:40]} -> 400", r.brief())
     ck.status(u.get("/api/v1/uploads?limit=100"), 200, "(control) limit=100")
@@ -326,6 +327,15 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
                          ("GET", "/api/v1/uploads/00000000-0000-0000-0000-00000000000g")):
         r = u.request(method, path)
         ck.check(r.status == 404 and is_error_shape(r), f"{method} {path[:60]} -> 404", r.brief())
+    for value in ("Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b c", "Bearer " + "x" * 8000,
+                  "Bearer \u00e9t\u00e9", u.token):
+        r = u.request("GET", "/api/v1/me", headers={"Authorization": value.encode("utf-8").decode("latin-1")},
+                      auth=False)
+        ck.status(r, 401, f"Authorization: {value[:30]!r}{'…' if len(value) > 30 else ''}", "unauthenticated")
+    for value in ("vessel_session=", "vessel_session=" + "y" * 4000, "vessel_session=a;vessel_session=b",
+                  "other=1; vessel_session"):
+        r = u.request("GET", "/api/v1/me", headers={"Cookie": value}, auth=False)
+        ck.status(r, 401, f"Cookie: {value[:40]!r}", "unauthenticated")
     r = u.get("/api/v1/no/such/route")
     ck.check(r.status == 404 and is_error_shape(r), "unknown route -> 404 + error JSON", r.brief())
 

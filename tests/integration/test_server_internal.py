@@ -228,6 +228,20 @@ def main():
         check(st == 204, f"fail → 204 ({st})")
         row = srv.psql(f"SELECT status, error FROM uploads WHERE id = '{up2}'")
         check(row.startswith("failed|") and "not audio" in row, "permanent failure recorded: " + row)
+        # --- release: the attempt goes back uncounted, and only its holder may release it.
+        up3 = queued_upload(srv, token, wav)
+        st, c4 = request(b, "POST", "/internal/v1/jobs/claim", {"worker": "t4"}, ws)
+        check(st == 200 and c4["upload_id"] == up3, "claim the third upload")
+        h4 = {"x-worker-secret": WORKER_SECRET, "x-job-secret": c4["job_secret"]}
+        st, _ = request(b, "POST", f"/internal/v1/jobs/{c4['job_id']}/release", {"attempt": 1},
+                        {"x-worker-secret": WORKER_SECRET, "x-job-secret": "1" * 64})
+        check(st == 403, f"release with a wrong job secret → 403 ({st})")
+        st, _ = request(b, "POST", f"/internal/v1/jobs/{c4['job_id']}/release", {"attempt": 1}, h4)
+        check(st == 204, f"release → 204 ({st})")
+        row = srv.psql(f"SELECT state, attempts FROM jobs WHERE id = {c4['job_id']}")
+        check(row == "queued|0", "released: queued, attempt not counted: " + row)
+        st, _ = request(b, "POST", f"/internal/v1/jobs/{c4['job_id']}/release", {"attempt": 1}, h4)
+        check(st == 409, f"replayed release → 409 ({st})")
         check(WORKER_SECRET not in srv.log() and secret not in srv.log(), "no secret in the logs")
     finally:
         rc = srv.stop()

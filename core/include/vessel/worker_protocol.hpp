@@ -56,4 +56,12 @@ struct FailRequest {
 nlohmann::json toJson(const FailRequest& r);
 Result<FailRequest> parseFailRequest(std::string_view body) noexcept;
 
+/// Gives the attempt back untouched (the worker is shutting down): the job is
+/// queued again at once and the attempt is not counted.
+struct ReleaseRequest {
+  std::int32_t attempt = 0;
+};
+nlohmann::json toJson(const ReleaseRequest& r);
+Result<ReleaseRequest> parseReleaseRequest(std::string_view body) noexcept;
+
 }  // namespace vessel::protocol
