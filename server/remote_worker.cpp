@@ -10,8 +10,8 @@
 //
 // Every call carries x-worker-secret; per-job calls also carry the one-time
 // x-job-secret from the claim. 409 means the job is no longer ours: stop it,
-// report nothing more, delete nothing. A job cancelled at shutdown is released back to the queue (or, if that call
-// fails, returns when its lease expires).
+// report nothing more, delete nothing. A job cancelled at shutdown is released back to the queue
+// (or, if that call fails, returns when its lease expires).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -425,11 +425,10 @@ void runClaimed(Shared& sh, ServerApi& api, const std::string& worker,
     sh.abandoned++;
     const std::string body = dumpJson(protocol::toJson(protocol::ReleaseRequest{job.attempt}));
     Reply r = api.post(job_path + "/release", body, &claim.job_secret, milliseconds(5000));
-    log::info("job released at shutdown",
-              {{"worker", worker},
-               {"job_id", ll(job.job_id)},
-               {"released", r.status == 204},
-               {"detail", r.status == 204 ? std::string() : r.detail}});
+    log::info("job released at shutdown", {{"worker", worker},
+                                           {"job_id", ll(job.job_id)},
+                                           {"released", r.status == 204},
+                                           {"detail", r.status == 204 ? std::string() : r.detail}});
     return;
   }
   sh.failed++;
