@@ -2,10 +2,9 @@
 // claims and reports here instead of in SQL. Every call needs the shared
 // worker secret; progress/complete/fail also need the one-time job secret
 // issued at claim time (only its SHA-256 is stored, in uploads.job_secret_hash).
-// Both are compared in constant time. …/release gives an attempt back at shutdown. Status codes: 401 missing or wrong worker
-// secret / missing job secret, 403 wrong job secret, 400 bad payload, 409 the
-// job is not (or no longer) running under this attempt. A refused call
-// changes nothing.
+// Both are compared in constant time. …/release gives an attempt back at shutdown. Status codes:
+// 401 missing or wrong worker secret / missing job secret, 403 wrong job secret, 400 bad payload,
+// 409 the job is not (or no longer) running under this attempt. A refused call changes nothing.
 #include "app.hpp"
 #include "signing.hpp"
 #include "vessel/log.hpp"
