@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "vessel/result.hpp"
@@ -23,6 +24,15 @@ struct ObjectInfo {
   std::string key;
   std::uint64_t size_bytes = 0;
   std::int64_t modified_unix_ms = 0;
+};
+
+/// A request a client can make without Vessel's credentials (presigned URL).
+struct PresignedRequest {
+  std::string method;  ///< "PUT" or "GET"
+  std::string url;     ///< absolute
+  /// Headers the client must send exactly (e.g. Content-Type bound into the signature).
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::int64_t expires_unix = 0;
 };
 
 struct ListPage {
@@ -75,6 +85,29 @@ class Storage {
   /// A local filesystem path for the key when the store is a local disk (lets
   /// GStreamer read it directly and the server use zero-copy); nullopt otherwise.
   virtual std::optional<std::string> localPath(std::string_view key) const noexcept = 0;
+
+  /// A presigned PUT of exactly `size_bytes` bytes of `content_type` to `key`,
+  /// valid for `ttl_s` seconds, for stores a client can upload to directly (S3).
+  /// nullopt: the store has no such URLs (local disk: Vessel receives the bytes).
+  virtual Result<std::optional<PresignedRequest>> presignPut(std::string_view key,
+                                                             std::string_view content_type,
+                                                             std::uint64_t size_bytes,
+                                                             std::int64_t ttl_s) noexcept {
+    (void)key, (void)content_type, (void)size_bytes, (void)ttl_s;
+    return std::optional<PresignedRequest>();
+  }
+  /// A presigned GET of `key` valid for `ttl_s` seconds; nullopt as above.
+  virtual Result<std::optional<PresignedRequest>> presignGet(std::string_view key,
+                                                             std::int64_t ttl_s) noexcept {
+    (void)key, (void)ttl_s;
+    return std::optional<PresignedRequest>();
+  }
+  /// The public URL of `key` when the store is served publicly (e.g. an R2
+  /// public bucket or CDN domain configured as public_base_url); nullopt otherwise.
+  virtual std::optional<std::string> publicUrl(std::string_view key) const noexcept {
+    (void)key;
+    return std::nullopt;
+  }
 
   /// Convenience: reads a whole object into memory (for small objects only).
   Result<std::vector<std::byte>> getAll(std::string_view key) noexcept;
