@@ -87,6 +87,39 @@ std::optional<ByteRange> parseRange(std::string_view h, std::uint64_t size, bool
 
 http::Response notFound() { return http::Response::error(404, "not_found", "no such file"); }
 
+constexpr std::int64_t kSegmentUrlTtlSeconds = 3600;
+
+// A media playlist with every segment URI replaced by a presigned GET of the
+// store, or nullopt when the store has no presigned URLs (local disk).
+Result<std::optional<std::string>> presignSegments(App& app, const std::string& playlist,
+                                                   const std::string& rung_prefix) {
+  std::string out;
+  std::size_t pos = 0;
+  bool any = false;
+  while (pos < playlist.size()) {
+    std::size_t end = playlist.find('\n', pos);
+    if (end == std::string::npos) end = playlist.size();
+    std::string line = playlist.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line[0] != '#') {
+      if (!servedType(rung_prefix.substr(rung_prefix.rfind('/', rung_prefix.size() - 2) + 1) +
+                      line)) {
+        return makeError(ErrorCode::kInternal, "unexpected URI in a playlist: " + line);
+      }
+      auto url = app.storage->presignGet(rung_prefix + line, kSegmentUrlTtlSeconds);
+      if (!url.ok()) return url.error();
+      if (!url.value()) return std::optional<std::string>();
+      line = url.value()->url;
+      any = true;
+    }
+    out += line;
+    out += '\n';
+  }
+  if (!any) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(out));
+}
+
 }  // namespace
 
 void addMediaRoutes(http::Server& server, App& app) {
@@ -104,7 +137,20 @@ void addMediaRoutes(http::Server& server, App& app) {
         upload.value()->status != "ready") {
       return notFound();
     }
-    const std::string key = uploadPrefix(caller.id, upload.value()->id) + path;
+    const std::string prefix = uploadPrefix(caller.id, upload.value()->id);
+    const std::string key = prefix + path;
+    const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
+    // A store clients can reach (S3): segments are fetched from it directly
+    // with short-lived presigned URLs, so private buckets stream too.
+    if (!playlist) {
+      auto direct = app.storage->presignGet(key, kSegmentUrlTtlSeconds);
+      if (!direct.ok()) return http::errorResponse(direct.error());
+      if (direct.value()) {
+        http::Response r = http::Response::empty(302);
+        r.header("location", direct.value()->url).header("cache-control", "private, no-store");
+        return r;
+      }
+    }
     auto info = app.storage->stat(key);
     if (!info.ok()) {
       return info.error().code == ErrorCode::kNotFound ? notFound()
@@ -114,7 +160,6 @@ void addMediaRoutes(http::Server& server, App& app) {
     char etag[64];
     std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
                   static_cast<unsigned long long>(info.value().modified_unix_ms));
-    const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
     // A ready upload's files never change (a new attempt only follows a
     // failure), but the cache must stay private: the URL grants nothing alone.
     const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
@@ -157,6 +202,16 @@ void addMediaRoutes(http::Server& server, App& app) {
     }
     if (got != count) {
       return http::Response::error(503, "unavailable", "the file changed while it was read");
+    }
+    if (playlist && path != "master.m3u8" && status == 200) {
+      auto rewritten = presignSegments(app, resp.body, prefix + path.substr(0, path.find('/') + 1));
+      if (!rewritten.ok()) return http::errorResponse(rewritten.error());
+      if (rewritten.value()) {
+        resp.body = std::move(*rewritten.value());
+        // The URIs inside expire: never reuse this body from a cache.
+        resp.header("cache-control", "private, no-store");
+        return resp;
+      }
     }
     resp.header("etag", etag).header("cache-control", cache).header("accept-ranges", "bytes");
     if (status == 206) {

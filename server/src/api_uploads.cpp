@@ -154,13 +154,30 @@ void addUploadRoutes(http::Server& server, App& app) {
         NewUpload{user.id, std::get<std::string>(filename), type, size});
     if (!created.ok()) return http::errorResponse(created.error());
     const UploadRecord& u = created.value();
-    const std::int64_t expires = nowUnix() + app.settings.upload_url_ttl.count();
-    const std::string url =
-        app.baseUrl(req) + "/api/v1/uploads/" + u.id +
-        "/content?expires=" + std::to_string(expires) + "&sig=" +
-        uploadSignature(app.settings.secret_key, u.id, static_cast<std::uint64_t>(size), expires);
     log::info("upload created",
               {{"upload_id", u.id}, {"user_id", user.id}, {"request_id", req.request_id}});
+    // Stores clients reach directly (S3) take the bytes themselves: the
+    // browser PUTs to a presigned URL and the bytes never pass through Vessel.
+    auto presigned = app.storage->presignPut(u.storage_key, type, static_cast<std::uint64_t>(size),
+                                             app.settings.upload_url_ttl.count());
+    if (!presigned.ok()) return http::errorResponse(presigned.error());
+    if (presigned.value()) {
+      const PresignedRequest& p = *presigned.value();
+      nlohmann::json headers = nlohmann::json::object();
+      for (const auto& [k, v] : p.headers) headers[k] = v;
+      return http::Response::json(201, {{"id", u.id},
+                                        {"status", u.status},
+                                        {"upload",
+                                         {{"method", p.method},
+                                          {"url", p.url},
+                                          {"headers", headers},
+                                          {"expires_at", isoTime(p.expires_unix)}}}});
+    }
+    const std::int64_t expires = nowUnix() + app.settings.upload_url_ttl.count();
+    const std::string url =
+        app.baseUrl(req) + "/api/v1/uploads/" + u.id + "/content?expires=" +
+        std::to_string(expires) + "&sig=" +
+        uploadSignature(app.settings.secret_key, u.id, static_cast<std::uint64_t>(size), expires);
     return http::Response::json(201, {{"id", u.id},
                                       {"status", u.status},
                                       {"upload",
@@ -234,16 +251,16 @@ void addUploadRoutes(http::Server& server, App& app) {
       return http::Response::error(409, "invalid_state",
                                    "the upload is " + u.status + ", not uploading");
     }
-    if (u.content_state != "stored") {
-      return http::Response::error(409, "content_missing",
-                                   u.content_state == "receiving"
-                                       ? "the file is still being uploaded"
-                                       : "upload the file to upload.url first");
+    if (u.content_state == "receiving") {
+      return http::Response::error(409, "content_missing", "the file is still being uploaded");
     }
+    // Through Vessel (local storage) content_state says the bytes arrived; with
+    // a presigned PUT (S3) only the store knows: ask it either way.
     auto info = app.storage->stat(u.storage_key);
     if (!info.ok()) {
       if (info.error().code == ErrorCode::kNotFound) {
-        return http::Response::error(409, "content_missing", "the stored file is missing");
+        return http::Response::error(409, "content_missing",
+                                     "upload the file to upload.url first");
       }
       return http::errorResponse(info.error());
     }
@@ -281,7 +298,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     VESSEL_REQUIRE_CALLER(app, req, user);
     auto own = ownUpload(app, user, req.param("id"));
     if (auto* r = std::get_if<http::Response>(&own)) return std::move(*r);
-    http::Response r = http::Response::json(200, uploadJson(std::get<UploadRecord>(own)));
+    http::Response r = http::Response::json(200, uploadJson(std::get<UploadRecord>(own), app.storage.get()));
     r.header("cache-control", "no-store");
     return r;
   });
@@ -326,7 +343,7 @@ void addUploadRoutes(http::Server& server, App& app) {
       return http::errorResponse(page.error());
     }
     nlohmann::json items = nlohmann::json::array();
-    for (const UploadRecord& u : page.value().items) items.push_back(uploadJson(u));
+    for (const UploadRecord& u : page.value().items) items.push_back(uploadJson(u, app.storage.get()));
     nlohmann::json next = nullptr;
     if (page.value().more && !page.value().items.empty()) {
       const UploadRecord& last = page.value().items.back();

@@ -69,6 +69,9 @@ std::vector<ConfigField> serverConfigFields() {
   f.push_back(field("server.public_url", ConfigType::kString, std::string(),
                     "external base URL (e.g. https://vessel.example.com) for absolute links; "
                     "empty = taken from the request's Host header"));
+  f.push_back(field("server.web_root", ConfigType::kString, std::string(),
+                    "directory of the web app served at / (index.html, assets); empty = next to "
+                    "the executable (build tree) or <datadir>/vessel/web (installed)"));
   return f;
 }
 
@@ -223,7 +226,7 @@ std::variant<std::string, http::Response> requireString(const nlohmann::json& ob
   return v;
 }
 
-nlohmann::json uploadJson(const UploadRecord& u) {
+nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage) {
   auto opt = [](const auto& v) -> nlohmann::json {
     if (v) return *v;
     return nullptr;
@@ -243,7 +246,9 @@ nlohmann::json uploadJson(const UploadRecord& u) {
                       {"updated_at", u.updated_at},
                       {"stream_url", nullptr}};
   if (u.status == "ready") {
-    j["stream_url"] = "/media/" + u.user_id + "/" + u.id + "/master.m3u8";
+    auto pub = storage ? storage->publicUrl(uploadPrefix(u.user_id, u.id) + "master.m3u8")
+                       : std::nullopt;
+    j["stream_url"] = pub ? *pub : "/media/" + u.user_id + "/" + u.id + "/master.m3u8";
   }
   return j;
 }
@@ -399,6 +404,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   server::addUploadRoutes(*impl->http, app);
   server::addMediaRoutes(*impl->http, app);
   server::addInternalRoutes(*impl->http, app);
+  if (auto r = server::addWebRoutes(*impl->http, app); !r.ok()) return std::move(r).error();
   impl->http->route("GET", "/healthz", [](http::Request&) {
     return http::Response::json(200, {{"status", "ok"}});
   });

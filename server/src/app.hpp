@@ -77,8 +77,12 @@ void addAuthRoutes(http::Server& server, App& app);
 void addUploadRoutes(http::Server& server, App& app);
 void addMediaRoutes(http::Server& server, App& app);
 void addInternalRoutes(http::Server& server, App& app);
+/// GET / and /assets/…: the web app from server.web_root (or found next to the
+/// executable). kConfig when a configured web root has no index.html.
+Result<void> addWebRoutes(http::Server& server, App& app);
 
-/// The JSON the API shows for an upload.
-nlohmann::json uploadJson(const UploadRecord& u);
+/// The JSON the API shows for an upload. With a publicly served store
+/// (storage.s3.public_base_url) stream_url is the public master playlist.
+nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage = nullptr);
 
 }  // namespace vessel::server
