@@ -5,7 +5,7 @@ let browsers cache them for a year (`?v=<hash>`, see server/src/api_web.cpp).
 
     stamp.py OUTDIR FILE...
 
-References rewritten: `src="x"` / `href="x"` in .html, `import … from './x.js'`
+References rewritten: `src="[/assets/]x"` / `href="[/assets/]x"` in .html, `import … from './x.js'`
 and `import('./x.js')` in .js, `url(x)` in .css, for files named on the command
 line only. A file's hash covers the stamped text, so a change anywhere below a
 module changes the URL of every module that imports it. The hash is the first
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 REFS = {
-    ".html": re.compile(r"""(?P<pre>\b(?:src|href)=")(?P<name>[A-Za-z0-9_.-]+)(?P<post>")"""),
+    ".html": re.compile(r"""(?P<pre>\b(?:src|href)="(?:/assets/)?)(?P<name>[A-Za-z0-9_.-]+)(?P<post>")"""),
     ".js": re.compile(r"""(?P<pre>\bfrom\s*'\./|\bimport\s*\(\s*'\./)(?P<name>[A-Za-z0-9_.-]+\.js)(?P<post>')"""),
     ".css": re.compile(r"""(?P<pre>\burl\()(?P<name>[A-Za-z0-9_.-]+)(?P<post>\))"""),
 }
