@@ -118,6 +118,17 @@ constexpr const char* kRunningJobSql =
     "FROM jobs j JOIN uploads u ON u.id = j.upload_id "
     "WHERE j.id = $1 AND j.state = 'running'";
 
+constexpr const char* kEventsSince = "events_since";
+constexpr const char* kEventsSinceSql =
+    "SELECT id, upload_id::text FROM upload_events WHERE user_id = $1::uuid AND id > $2 "
+    "ORDER BY id LIMIT $3";
+constexpr const char* kLatestEvent = "latest_event";
+constexpr const char* kLatestEventSql =
+    "SELECT coalesce(max(id), 0) FROM upload_events WHERE user_id = $1::uuid";
+constexpr const char* kPruneEvents = "prune_events";
+constexpr const char* kPruneEventsSql =
+    "DELETE FROM upload_events WHERE created_at < now() - $1::bigint * interval '1 second'";
+
 constexpr const char* kSetSecret = "set_job_secret";
 constexpr const char* kSetSecretSql =
     "UPDATE uploads SET job_secret_hash = $4 FROM jobs j "
@@ -311,6 +322,9 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
     {kJobState, kJobStateSql},
     {kRunningJob, kRunningJobSql},
     {kSetSecret, kSetSecretSql},
+    {kEventsSince, kEventsSinceSql},
+    {kLatestEvent, kLatestEventSql},
+    {kPruneEvents, kPruneEventsSql},
     {kUploadStatus, kUploadStatusSql},
     {kDeleteJobs, kDeleteJobsSql},
     {kDeleteUpload, kDeleteUploadSql},
@@ -788,6 +802,38 @@ Result<bool> JobStore::cancelJobs(const std::string& upload_id) noexcept {
     const bool any = txn.exec_prepared(kCancelJobs, upload_id)[0][0].as<std::int64_t>() > 0;
     txn.commit();
     return any;
+  });
+}
+
+Result<std::vector<JobStore::UploadEvent>> JobStore::eventsSince(const std::string& user_id,
+                                                                 std::int64_t after_id,
+                                                                 std::size_t limit) noexcept {
+  if (!isUuid(user_id)) return invalid("eventsSince: bad user id");
+  return impl_->guarded("eventsSince", [&]() -> Result<std::vector<UploadEvent>> {
+    pqxx::nontransaction txn(*impl_->conn);
+    std::vector<UploadEvent> out;
+    for (const pqxx::row& row :
+         txn.exec_prepared(kEventsSince, user_id, after_id,
+                           static_cast<std::int64_t>(std::min<std::size_t>(limit, 100000)))) {
+      out.push_back(UploadEvent{row[0].as<std::int64_t>(), row[1].as<std::string>()});
+    }
+    return out;
+  });
+}
+
+Result<std::int64_t> JobStore::latestEventId(const std::string& user_id) noexcept {
+  if (!isUuid(user_id)) return invalid("latestEventId: bad user id");
+  return impl_->guarded("latestEventId", [&]() -> Result<std::int64_t> {
+    pqxx::nontransaction txn(*impl_->conn);
+    return txn.exec_prepared(kLatestEvent, user_id)[0][0].as<std::int64_t>();
+  });
+}
+
+Result<std::uint64_t> JobStore::pruneEvents(std::chrono::seconds age) noexcept {
+  return impl_->guarded("pruneEvents", [&]() -> Result<std::uint64_t> {
+    pqxx::nontransaction txn(*impl_->conn);
+    return static_cast<std::uint64_t>(
+        txn.exec_prepared(kPruneEvents, static_cast<std::int64_t>(age.count())).affected_rows());
   });
 }
 

@@ -1,6 +1,7 @@
 // AppServer: assembles the database, storage, auth, workers, scheduler and the
 // HTTP routes into one server; plus the helpers every API module shares.
 #include "app.hpp"
+#include "events.hpp"
 
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -323,6 +324,7 @@ struct AppServer::Impl {
   Runtime::DatabaseHandle db;
   server::App app;
   std::unique_ptr<http::Server> http;
+  std::unique_ptr<server::EventHub> events;
   std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<SchedulerRunner> scheduler;
   std::string host;
@@ -404,6 +406,9 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   server::addUploadRoutes(*impl->http, app);
   server::addMediaRoutes(*impl->http, app);
   server::addInternalRoutes(*impl->http, app);
+  impl->events = std::make_unique<server::EventHub>(app);
+  app.events = impl->events.get();
+  server::addEventRoutes(*impl->http, app);
   if (auto r = server::addWebRoutes(*impl->http, app); !r.ok()) return std::move(r).error();
   impl->http->route("GET", "/healthz", [](http::Request&) {
     return http::Response::json(200, {{"status", "ok"}});
@@ -415,6 +420,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
                            {"status", static_cast<long long>(resp.status)},
                            {"seconds", secs}});
   });
+  impl->events->start();
   if (auto r = impl->http->start(); !r.ok()) return std::move(r).error();
 
   // In-process workers and the scheduler, exactly as `vessel worker` runs them.
@@ -458,6 +464,7 @@ void AppServer::stop() {
   // Stop claiming first so that the grace periods of requests and jobs overlap.
   if (impl_->workers) impl_->workers->requestStop();
   if (impl_->scheduler) impl_->scheduler->stop();
+  if (impl_->events) impl_->events->stop();  // ends the event streams
   if (impl_->http) impl_->http->stop(10.0);
   if (impl_->workers) impl_->workers->join();
   log::info("server stopped");

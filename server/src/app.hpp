@@ -33,8 +33,11 @@ struct Settings {
   std::chrono::seconds session_ttl{30 * 24 * 3600};
 };
 
+class EventHub;
+
 struct App {
   Runtime* runtime = nullptr;
+  EventHub* events = nullptr;  ///< live status (events.hpp)
   std::shared_ptr<Storage> storage;
   std::shared_ptr<Auth> auth;
   std::shared_ptr<UserDirectory> users;

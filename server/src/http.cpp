@@ -158,6 +158,7 @@ struct RouteEntry {
   bool rest = false;                  ///< last placeholder takes the remainder
   Handler handler;
   StreamHandler stream;
+  StreamingHandler events;
   std::size_t body_limit = 0;
 };
 
@@ -217,6 +218,8 @@ struct Server::Impl {
   std::unique_ptr<ThreadPool> pool;
   std::atomic<std::size_t> in_flight{0};
 
+  class Stream;
+
   // Per-message state, owned by the SoupServerMessage (g_object_set_data_full).
   struct MsgState {
     Impl* impl = nullptr;
@@ -225,6 +228,7 @@ struct Server::Impl {
     std::optional<Response> early;  ///< decided before/while reading the body
     bool too_large = false;
     std::unique_ptr<BodySink> sink;
+    std::shared_ptr<Stream> stream;  ///< an open event stream
     bool sink_done = false;
     bool finished = false;
     bool counted = false;
@@ -232,6 +236,64 @@ struct Server::Impl {
   };
 
   static constexpr const char* kStateKey = "vessel-http-state";
+
+  // A chunked response kept open. All libsoup calls happen on the server
+  // thread; send() and close() from elsewhere are posted there.
+  class Stream final : public ResponseStream, public std::enable_shared_from_this<Stream> {
+   public:
+    Stream(Impl* impl, SoupServerMessage* msg) : impl_(impl), msg_(msg) { g_object_ref(msg_); }
+    ~Stream() override { g_object_unref(msg_); }
+
+    bool send(std::string chunk) override {
+      if (closed_.load()) return false;
+      post([chunk = std::move(chunk)](Stream& s) {
+        if (s.finished_) return;
+        SoupMessageBody* body = soup_server_message_get_response_body(s.msg_);
+        soup_message_body_append(body, SOUP_MEMORY_COPY, chunk.data(), chunk.size());
+        soup_server_message_unpause(s.msg_);
+      });
+      return true;
+    }
+    void close() override {
+      if (closed_.exchange(true)) return;
+      post([](Stream& s) {
+        if (s.finished_) return;
+        soup_message_body_complete(soup_server_message_get_response_body(s.msg_));
+        soup_server_message_unpause(s.msg_);
+      });
+    }
+    bool closed() const override { return closed_.load(); }
+
+    // Server thread: the client went away or the response ended.
+    void finished() {
+      finished_ = true;
+      closed_.store(true);
+    }
+
+   private:
+    void post(std::function<void(Stream&)> fn) {
+      struct Call {
+        std::shared_ptr<Stream> self;
+        std::function<void(Stream&)> fn;
+      };
+      g_main_context_invoke_full(
+          impl_->context, G_PRIORITY_DEFAULT,
+          [](gpointer p) -> gboolean {
+            auto* c = static_cast<Call*>(p);
+            c->fn(*c->self);
+            return G_SOURCE_REMOVE;
+          },
+          new Call{shared_from_this(), std::move(fn)},
+          [](gpointer p) { delete static_cast<Call*>(p); });
+    }
+
+    Impl* impl_;
+    SoupServerMessage* msg_;
+    std::atomic<bool> closed_{false};
+    bool finished_ = false;  // server thread only
+  };
+  std::mutex streams_mu;
+  std::vector<std::weak_ptr<Stream>> streams;
 
   static MsgState* stateOf(SoupServerMessage* msg) {
     return static_cast<MsgState*>(g_object_get_data(G_OBJECT(msg), kStateKey));
@@ -332,6 +394,7 @@ struct Server::Impl {
   static void onFinished(SoupServerMessage*, gpointer user) {
     auto* st = static_cast<MsgState*>(user);
     st->finished = true;
+    if (st->stream) st->stream->finished();
     if (st->sink && !st->sink_done) {
       st->sink_done = true;
       st->sink->abort();
@@ -402,6 +465,70 @@ struct Server::Impl {
     g_signal_connect(msg, "got-chunk", G_CALLBACK(onGotChunk), st);
   }
 
+  // Runs the streaming handler on the pool; on StreamStart sends the headers
+  // (chunked) and hands the open stream to the route.
+  void dispatchEvents(SoupServerMessage* msg, MsgState* st) {
+    soup_server_message_pause(msg);
+    g_object_ref(msg);
+    in_flight.fetch_add(1);
+    pool->post([this, msg, st] {
+      std::variant<Response, StreamStart> outcome =
+          Response::error(500, "internal", "internal error");
+      try {
+        outcome = st->route->events(st->request);
+      } catch (const std::exception& e) {
+        log::error("handler threw", {{"request_id", st->request.request_id},
+                                     {"path", st->request.path},
+                                     {"error", std::string(e.what())}});
+      }
+      struct Done {
+        Impl* self;
+        SoupServerMessage* msg;
+        MsgState* st;
+        std::variant<Response, StreamStart> outcome;
+      };
+      g_main_context_invoke_full(
+          context, G_PRIORITY_DEFAULT,
+          [](gpointer p) -> gboolean {
+            auto* d = static_cast<Done*>(p);
+            Impl* self = d->self;
+            if (!d->st->finished) {
+              if (auto* r = std::get_if<Response>(&d->outcome)) {
+                self->apply(d->msg, d->st, std::move(*r));
+                soup_server_message_unpause(d->msg);
+              } else {
+                StreamStart& start = std::get<StreamStart>(d->outcome);
+                SoupMessageHeaders* h = soup_server_message_get_response_headers(d->msg);
+                soup_message_headers_set_encoding(h, SOUP_ENCODING_CHUNKED);
+                soup_message_headers_set_content_type(h, start.content_type.c_str(), nullptr);
+                soup_message_headers_append(h, "x-request-id", d->st->request.request_id.c_str());
+                for (const auto& [k, v] : start.headers) {
+                  soup_message_headers_append(h, k.c_str(), v.c_str());
+                }
+                soup_server_message_set_status(d->msg, 200, nullptr);
+                auto stream = std::make_shared<Stream>(self, d->msg);
+                d->st->stream = stream;
+                {
+                  std::lock_guard lock(self->streams_mu);
+                  std::erase_if(self->streams, [](const auto& w) { return w.expired(); });
+                  self->streams.push_back(stream);
+                }
+                soup_server_message_unpause(d->msg);
+                if (start.open) {
+                  // The route may block (database); keep it off this thread.
+                  self->pool->post([open = std::move(start.open), stream] { open(stream); });
+                }
+              }
+            }
+            self->in_flight.fetch_sub(1);
+            g_object_unref(d->msg);
+            return G_SOURCE_REMOVE;
+          },
+          new Done{this, msg, st, std::move(outcome)},
+          [](gpointer p) { delete static_cast<Done*>(p); });
+    });
+  }
+
   static void handler(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
                       gpointer user) {
     auto* self = static_cast<Impl*>(user);
@@ -424,6 +551,10 @@ struct Server::Impl {
           msg, st,
           Response::error(413, "payload_too_large",
                           "request body over " + std::to_string(st->route->body_limit) + " bytes"));
+      return;
+    }
+    if (st->route->events) {
+      self->dispatchEvents(msg, st);
       return;
     }
     // Hand the request to the pool; the response comes back on this thread.
@@ -488,6 +619,25 @@ void Server::streamingRoute(std::string method, std::string pattern, StreamHandl
   for (std::string_view s : splitPath(pattern)) r.segments.emplace_back(s);
   r.stream = std::move(handler);
   impl_->routes.push_back(std::move(r));
+}
+
+void Server::eventRoute(std::string method, std::string pattern, StreamingHandler handler) {
+  RouteEntry r;
+  r.method = std::move(method);
+  for (std::string_view seg : splitPath(pattern)) r.segments.emplace_back(seg);
+  r.events = std::move(handler);
+  r.body_limit = impl_->options.default_body_limit;
+  impl_->routes.push_back(std::move(r));
+}
+
+std::size_t Server::openStreams() const {
+  std::lock_guard lock(impl_->streams_mu);
+  std::size_t n = 0;
+  for (const auto& w : impl_->streams) {
+    auto s = w.lock();
+    if (s && !s->closed()) ++n;
+  }
+  return n;
 }
 
 void Server::onComplete(std::function<void(const Request&, const Response&, double)> fn) {
@@ -573,6 +723,13 @@ void Server::stop(double grace_s) {
       },
       &cc);
   closed.get_future().wait();
+  // Event streams never end by themselves: end them (clients reconnect elsewhere).
+  {
+    std::lock_guard lock(impl->streams_mu);
+    for (const auto& w : impl->streams) {
+      if (auto s = w.lock()) s->close();
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   while (impl->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -60,6 +60,27 @@ Response errorResponse(const Error& error);
 
 using Handler = std::function<Response(Request&)>;
 
+/// A long-lived response (Server-Sent Events): chunks are written as they are
+/// sent, from any thread. Closed when the client goes away or the server stops.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  /// Queues a chunk; false once the stream is closed (the caller drops it).
+  virtual bool send(std::string chunk) = 0;
+  /// Ends the response.
+  virtual void close() = 0;
+  virtual bool closed() const = 0;
+};
+
+/// What a streaming handler answers: a plain Response (an error, say) or the
+/// head of a stream whose `open` gets the stream once the headers are out.
+struct StreamStart {
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::function<void(std::shared_ptr<ResponseStream>)> open;
+};
+using StreamingHandler = std::function<std::variant<Response, StreamStart>(Request&)>;
+
 /// A request whose body is streamed (uploads). `begin` runs on the server thread
 /// once the headers are in (no body read yet) and either refuses (returns a
 /// Response: the body is then never read) or accepts; `chunk` gets each piece of
@@ -95,6 +116,9 @@ class Server {
   void route(std::string method, std::string pattern, Handler handler,
              std::size_t body_limit = 0 /* = default */);
   void streamingRoute(std::string method, std::string pattern, StreamHandler handler);
+  /// A route whose response is a long-lived stream (runs on the handler pool).
+  void eventRoute(std::string method, std::string pattern, StreamingHandler handler);
+  std::size_t openStreams() const;
   /// Called on the server thread after each response is handed to libsoup
   /// (access log, metrics). Set before start().
   void onComplete(std::function<void(const Request&, const Response&, double seconds)> fn);

@@ -143,6 +143,19 @@ class JobStore {
   /// the attempt not counted.
   Result<void> release(const ClaimedJob& job) noexcept;
 
+  // --- the change feed (upload_events; live status)
+  struct UploadEvent {
+    std::int64_t id = 0;
+    std::string upload_id;
+  };
+  /// The user's events after `after_id`, oldest first, at most `limit`.
+  Result<std::vector<UploadEvent>> eventsSince(const std::string& user_id, std::int64_t after_id,
+                                               std::size_t limit) noexcept;
+  /// The id of the user's newest event (0 if none).
+  Result<std::int64_t> latestEventId(const std::string& user_id) noexcept;
+  /// Deletes events older than `age`; returns how many.
+  Result<std::uint64_t> pruneEvents(std::chrono::seconds age) noexcept;
+
   /// The running job `job_id` (any owner), or nullopt if it is not running.
   Result<std::optional<RunningJob>> runningJob(std::int64_t job_id) noexcept;
   /// Records the hash of the one-time secret handed to a remote worker for this
