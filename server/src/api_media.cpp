@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "app.hpp"
+#include "signing.hpp"
 
 namespace vessel::server {
 
@@ -38,51 +39,6 @@ const char* servedType(std::string_view path) {
     return "video/mp2t";
   }
   return nullptr;
-}
-
-struct ByteRange {
-  std::uint64_t first = 0, last = 0;  // inclusive
-};
-
-// One "bytes=a-b" / "bytes=a-" / "bytes=-n" range. nullopt: ignore the header
-// (malformed or multi-range: RFC 9110 lets a server send the whole thing);
-// `unsatisfiable` when it starts past the end.
-std::optional<ByteRange> parseRange(std::string_view h, std::uint64_t size, bool& unsatisfiable) {
-  unsatisfiable = false;
-  constexpr std::string_view kUnit = "bytes=";
-  if (!h.starts_with(kUnit)) return std::nullopt;
-  h.remove_prefix(kUnit.size());
-  if (h.find(',') != std::string_view::npos) return std::nullopt;
-  const auto dash = h.find('-');
-  if (dash == std::string_view::npos) return std::nullopt;
-  const std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
-  auto num = [](std::string_view s) -> std::optional<std::uint64_t> {
-    if (s.empty() || s.size() > 19) return std::nullopt;
-    std::uint64_t v = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return v;
-  };
-  if (a.empty()) {  // suffix range: the last n bytes
-    auto n = num(b);
-    if (!n) return std::nullopt;
-    if (*n == 0 || size == 0) {
-      unsatisfiable = true;
-      return std::nullopt;
-    }
-    return ByteRange{size - std::min(*n, size), size - 1};
-  }
-  auto first = num(a);
-  if (!first) return std::nullopt;
-  std::optional<std::uint64_t> last = b.empty() ? std::optional<std::uint64_t>(size - 1) : num(b);
-  if (!last || *last < *first) return std::nullopt;
-  if (*first >= size) {
-    unsatisfiable = true;
-    return std::nullopt;
-  }
-  return ByteRange{*first, std::min(*last, size - 1)};
 }
 
 http::Response notFound() { return http::Response::error(404, "not_found", "no such file"); }

@@ -38,4 +38,15 @@ std::optional<std::pair<std::string, std::string>> decodeCursor(std::string_view
 /// WebM/Matroska). Returns the detected format name, or nullopt.
 std::optional<std::string> sniffAudio(std::string_view head);
 
+/// One byte range of a Range header, inclusive.
+struct ByteRange {
+  std::uint64_t first = 0, last = 0;
+};
+/// Parses "bytes=a-b" / "bytes=a-" / "bytes=-n" against an object of `size`
+/// bytes. nullopt: ignore the header (malformed or several ranges: RFC 9110
+/// lets a server send the whole object); `unsatisfiable` when it starts past
+/// the end (416).
+std::optional<ByteRange> parseRange(std::string_view header, std::uint64_t size,
+                                    bool& unsatisfiable);
+
 }  // namespace vessel::server

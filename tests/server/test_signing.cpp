@@ -111,6 +111,36 @@ TEST(SniffAudio, KnowsContainersAndRefusesOthers) {
   EXPECT_EQ(s("ID"), "-");
 }
 
+TEST(Range, SingleRangesAndRefusals) {
+  bool unsat = false;
+  auto r = parseRange("bytes=0-99", 1000, unsat);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, 0u);
+  EXPECT_EQ(r->last, 99u);
+  r = parseRange("bytes=900-", 1000, unsat);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, 900u);
+  EXPECT_EQ(r->last, 999u);
+  r = parseRange("bytes=-10", 1000, unsat);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, 990u);
+  r = parseRange("bytes=-5000", 1000, unsat);  // more than there is: the whole object
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, 0u);
+  r = parseRange("bytes=10-5000", 1000, unsat);  // clamped to the end
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->last, 999u);
+  EXPECT_FALSE(parseRange("bytes=1000-", 1000, unsat));
+  EXPECT_TRUE(unsat);
+  EXPECT_FALSE(parseRange("bytes=-0", 1000, unsat));
+  EXPECT_TRUE(unsat);
+  for (const char* ignored : {"bytes=5-1", "bytes=a-b", "items=0-1", "bytes=0-1,5-6",
+                              "bytes=", "bytes=-", "bytes=99999999999999999999-", "bytes= 0-1"}) {
+    EXPECT_FALSE(parseRange(ignored, 1000, unsat)) << ignored;
+    EXPECT_FALSE(unsat) << ignored;
+  }
+}
+
 TEST(DecodeSegment, RefusesEncodedSeparatorsAndNul) {
   EXPECT_EQ(http::decodeSegment("abc"), "abc");
   EXPECT_EQ(http::decodeSegment("a%20b"), "a b");
