@@ -192,7 +192,11 @@ std::optional<ByteRange> parseRange(std::string_view h, std::uint64_t size, bool
   auto first = num(a);
   if (!first) return std::nullopt;
   std::optional<std::uint64_t> last = b.empty() ? std::optional<std::uint64_t>(size - 1) : num(b);
-  if (!last || *last < *first) return std::nullopt;
+  if (!last || *last < *first) {
+    // "bytes=N-" past the end is unsatisfiable, not malformed.
+    if (last && b.empty() && *first >= size) unsatisfiable = true;
+    return std::nullopt;
+  }
   if (*first >= size) {
     unsatisfiable = true;
     return std::nullopt;
