@@ -129,6 +129,23 @@ constexpr const char* kPruneEvents = "prune_events";
 constexpr const char* kPruneEventsSql =
     "DELETE FROM upload_events WHERE created_at < now() - $1::bigint * interval '1 second'";
 
+constexpr const char* kPing = "ping";
+constexpr const char* kPingSql = "SELECT 1";
+constexpr const char* kJobsByState = "jobs_by_state";
+constexpr const char* kJobsByStateSql = "SELECT state, count(*) FROM jobs GROUP BY state";
+constexpr const char* kUploadsByStatus = "uploads_by_status";
+constexpr const char* kUploadsByStatusSql = "SELECT status, count(*) FROM uploads GROUP BY status";
+constexpr const char* kDueStats = "due_stats";
+constexpr const char* kDueStatsSql =
+    "SELECT count(*), coalesce(extract(epoch FROM now() - min(run_after)), 0)::double precision "
+    "FROM jobs WHERE state = 'queued' AND run_after <= now()";
+constexpr const char* kSpeedStats = "speed_stats";
+constexpr const char* kSpeedStatsSql =
+    "SELECT coalesce(sum(extract(epoch FROM j.finished_at - j.started_at)), 0)::double precision,"
+    "       coalesce(sum(u.duration_s), 0)::double precision "
+    "FROM jobs j JOIN uploads u ON u.id = j.upload_id "
+    "WHERE j.state = 'succeeded' AND j.finished_at > now() - interval '1 hour'";
+
 constexpr const char* kSetSecret = "set_job_secret";
 constexpr const char* kSetSecretSql =
     "UPDATE uploads SET job_secret_hash = $4 FROM jobs j "
@@ -322,6 +339,11 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
     {kJobState, kJobStateSql},
     {kRunningJob, kRunningJobSql},
     {kSetSecret, kSetSecretSql},
+    {kPing, kPingSql},
+    {kJobsByState, kJobsByStateSql},
+    {kUploadsByStatus, kUploadsByStatusSql},
+    {kDueStats, kDueStatsSql},
+    {kSpeedStats, kSpeedStatsSql},
     {kEventsSince, kEventsSinceSql},
     {kLatestEvent, kLatestEventSql},
     {kPruneEvents, kPruneEventsSql},
@@ -818,6 +840,34 @@ Result<std::vector<JobStore::UploadEvent>> JobStore::eventsSince(const std::stri
       out.push_back(UploadEvent{row[0].as<std::int64_t>(), row[1].as<std::string>()});
     }
     return out;
+  });
+}
+
+Result<void> JobStore::ping() noexcept {
+  return impl_->guarded("ping", [&]() -> Result<void> {
+    pqxx::nontransaction txn(*impl_->conn);
+    txn.exec_prepared(kPing);
+    return {};
+  });
+}
+
+Result<JobStore::QueueStats> JobStore::queueStats() noexcept {
+  return impl_->guarded("queueStats", [&]() -> Result<QueueStats> {
+    pqxx::nontransaction txn(*impl_->conn);
+    QueueStats st;
+    for (const pqxx::row& row : txn.exec_prepared(kJobsByState)) {
+      st.jobs_by_state[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    }
+    for (const pqxx::row& row : txn.exec_prepared(kUploadsByStatus)) {
+      st.uploads_by_status[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    }
+    const pqxx::row due = txn.exec_prepared(kDueStats)[0];
+    st.due = due[0].as<std::int64_t>();
+    st.oldest_due_age_s = due[1].as<double>();
+    const pqxx::row speed = txn.exec_prepared(kSpeedStats)[0];
+    st.transcode_seconds_1h = speed[0].as<double>();
+    st.audio_seconds_1h = speed[1].as<double>();
+    return st;
   });
 }
 

@@ -29,6 +29,7 @@ void SchedulerRunner::stop() {
 
 void SchedulerRunner::loop() {
   using Clock = std::chrono::steady_clock;
+  if (schedulers_.empty()) return;
   std::vector<Clock::time_point> due;
   for (const auto& [name, s] : schedulers_) due.push_back(Clock::now() + s->interval());
   std::unique_lock lock(mu_);
@@ -44,9 +45,33 @@ void SchedulerRunner::loop() {
                   {{"scheduler", schedulers_[i].first}, {"error", r.error().message}});
       }
       lock.lock();
+      ++runs_[schedulers_[i].first];
+      if (r.ok()) {
+        last_summary_[schedulers_[i].first] = r.value();
+      } else {
+        ++failures_[schedulers_[i].first];
+      }
       due[i] = Clock::now() + schedulers_[i].second->interval();
     }
   }
+}
+
+}  // namespace vessel
+
+namespace vessel {
+
+std::vector<SchedulerRunner::Stats> SchedulerRunner::stats() const {
+  std::lock_guard lock(mu_);
+  std::vector<Stats> out;
+  for (const auto& [name, s] : schedulers_) {
+    Stats st;
+    st.name = name;
+    if (auto it = runs_.find(name); it != runs_.end()) st.runs = it->second;
+    if (auto it = failures_.find(name); it != failures_.end()) st.failures = it->second;
+    if (auto it = last_summary_.find(name); it != last_summary_.end()) st.last_summary = it->second;
+    out.push_back(std::move(st));
+  }
+  return out;
 }
 
 }  // namespace vessel

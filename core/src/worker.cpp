@@ -97,8 +97,19 @@ Result<JobOutcome> runJob(const ClaimedJob& job, const JobRunContext& ctx,
       if (!path.ok()) return path.error();
       input = path.value();
     }
+    // Users see these messages: name the file, not where this machine keeps it.
+    const auto scrubbed = [&input](Error e) {
+      for (std::size_t at; (at = e.message.find(input)) != std::string::npos;) {
+        e.message.replace(at, input.size(), "the uploaded file");
+      }
+      const std::string quoted = "'the uploaded file'";
+      for (std::size_t at; (at = e.message.find(quoted)) != std::string::npos;) {
+        e.message.replace(at, quoted.size(), "the uploaded file");
+      }
+      return e;
+    };
     auto probe = probeFile(input);
-    if (!probe.ok()) return probe.error();
+    if (!probe.ok()) return scrubbed(probe.error());
     auto ladder = ctx.runtime->ladder(job.pipeline);
     if (!ladder.ok()) return ladder.error();
     auto codecs = ctx.runtime->codecsFor(ladder.value());
@@ -142,7 +153,7 @@ Result<JobOutcome> runJob(const ClaimedJob& job, const JobRunContext& ctx,
       lease_lost = true;
       return makeError(ErrorCode::kCancelled, "lease lost; another worker owns the job now");
     }
-    if (!result.ok()) return result.error();
+    if (!result.ok()) return scrubbed(result.error());
     JobOutcome outcome;
     outcome.duration_s = result.value().duration_s;
     outcome.master_key = result.value().master_key;

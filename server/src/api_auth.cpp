@@ -1,6 +1,7 @@
 // /api/v1/auth/register, login, logout and /api/v1/me. Policy (hashing, token
 // format, which operations exist) belongs to the auth plugin; this module maps
 // it to HTTP and sets the session cookie.
+#include <algorithm>
 #include <chrono>
 
 #include "app.hpp"
@@ -74,6 +75,10 @@ std::variant<Credentials, http::Response> credentials(const http::Request& req) 
 
 void addAuthRoutes(http::Server& server, App& app) {
   server.route("POST", "/api/v1/auth/register", [&app](http::Request& req) {
+    if (auto wait = app.auth_per_address->take("addr:" + req.peer)) {
+      ++app.metrics->rate_limited;
+      return tooManyRequests(*wait);
+    }
     auto c = credentials(req);
     if (auto* r = std::get_if<http::Response>(&c)) return std::move(*r);
     const Credentials& cred = std::get<Credentials>(c);
@@ -84,9 +89,21 @@ void addAuthRoutes(http::Server& server, App& app) {
   });
 
   server.route("POST", "/api/v1/auth/login", [&app](http::Request& req) {
+    if (auto wait = app.auth_per_address->take("addr:" + req.peer)) {
+      ++app.metrics->rate_limited;
+      return tooManyRequests(*wait);
+    }
     auto c = credentials(req);
     if (auto* r = std::get_if<http::Response>(&c)) return std::move(*r);
     const Credentials& cred = std::get<Credentials>(c);
+    // Per account too: guessing one account's password from many addresses.
+    std::string account = cred.email;
+    std::transform(account.begin(), account.end(), account.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (auto wait = app.login_per_account->take("acct:" + account)) {
+      ++app.metrics->rate_limited;
+      return tooManyRequests(*wait);
+    }
     auto session = app.auth->login(*app.users, cred.email, cred.password);
     if (!session.ok()) return authError(session.error());
     const Session& s = session.value();

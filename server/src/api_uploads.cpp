@@ -88,6 +88,7 @@ class OriginalSink final : public http::BodySink {
       return ended.error().code == ErrorCode::kNotFound ? notFound()
                                                         : http::errorResponse(ended.error());
     }
+    app_.metrics->uploaded_bytes += static_cast<std::uint64_t>(upload_.size_bytes);
     log::info("upload received", {{"upload_id", upload_.id},
                                   {"user_id", upload_.user_id},
                                   {"bytes", static_cast<long long>(upload_.size_bytes)}});
@@ -175,8 +176,8 @@ void addUploadRoutes(http::Server& server, App& app) {
     }
     const std::int64_t expires = nowUnix() + app.settings.upload_url_ttl.count();
     const std::string url =
-        app.baseUrl(req) + "/api/v1/uploads/" + u.id + "/content?expires=" +
-        std::to_string(expires) + "&sig=" +
+        app.baseUrl(req) + "/api/v1/uploads/" + u.id +
+        "/content?expires=" + std::to_string(expires) + "&sig=" +
         uploadSignature(app.settings.secret_key, u.id, static_cast<std::uint64_t>(size), expires);
     return http::Response::json(201, {{"id", u.id},
                                       {"status", u.status},
@@ -259,8 +260,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     auto info = app.storage->stat(u.storage_key);
     if (!info.ok()) {
       if (info.error().code == ErrorCode::kNotFound) {
-        return http::Response::error(409, "content_missing",
-                                     "upload the file to upload.url first");
+        return http::Response::error(409, "content_missing", "upload the file to upload.url first");
       }
       return http::errorResponse(info.error());
     }
@@ -298,7 +298,8 @@ void addUploadRoutes(http::Server& server, App& app) {
     VESSEL_REQUIRE_CALLER(app, req, user);
     auto own = ownUpload(app, user, req.param("id"));
     if (auto* r = std::get_if<http::Response>(&own)) return std::move(*r);
-    http::Response r = http::Response::json(200, uploadJson(std::get<UploadRecord>(own), app.storage.get()));
+    http::Response r =
+        http::Response::json(200, uploadJson(std::get<UploadRecord>(own), app.storage.get()));
     r.header("cache-control", "no-store");
     return r;
   });
@@ -343,7 +344,8 @@ void addUploadRoutes(http::Server& server, App& app) {
       return http::errorResponse(page.error());
     }
     nlohmann::json items = nlohmann::json::array();
-    for (const UploadRecord& u : page.value().items) items.push_back(uploadJson(u, app.storage.get()));
+    for (const UploadRecord& u : page.value().items)
+      items.push_back(uploadJson(u, app.storage.get()));
     nlohmann::json next = nullptr;
     if (page.value().more && !page.value().items.empty()) {
       const UploadRecord& last = page.value().items.back();

@@ -89,12 +89,23 @@ std::string htmlAttributeEscape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -156,7 +167,7 @@ class WebRoot {
     if (ec || !insideRoot(root_, real)) return nullptr;
     UniqueFd fd(::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.valid()) return nullptr;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
         static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes) {
       return nullptr;
@@ -280,13 +291,14 @@ Result<void> addWebRoutes(http::Server& server, App& app) {
   }
   std::error_code ec;
   fs::path canonical = fs::canonical(found, ec);
-  if (ec) return makeError(ErrorCode::kConfig, "server.web_root: '" + found.string() + "': " +
-                                                   ec.message());
+  if (ec)
+    return makeError(ErrorCode::kConfig,
+                     "server.web_root: '" + found.string() + "': " + ec.message());
   // What the client checks before it uploads anything; the API checks again.
   nlohmann::json config = {
       {"max_upload_bytes", app.settings.max_upload_bytes},
-      {"content_types", nlohmann::json(std::vector<std::string>(
-                            app.settings.content_types.begin(), app.settings.content_types.end()))},
+      {"content_types", nlohmann::json(std::vector<std::string>(app.settings.content_types.begin(),
+                                                                app.settings.content_types.end()))},
   };
   auto root = std::make_shared<WebRoot>(canonical, config.dump());
   log::info("web app", {{"root", canonical.string()}});

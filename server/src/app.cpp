@@ -1,7 +1,6 @@
 // AppServer: assembles the database, storage, auth, workers, scheduler and the
 // HTTP routes into one server; plus the helpers every API module shares.
 #include "app.hpp"
-#include "events.hpp"
 
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -14,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "events.hpp"
 #include "signing.hpp"
 #include "vessel/log.hpp"
 #include "vessel/scheduler.hpp"
@@ -65,6 +65,19 @@ std::vector<ConfigField> serverConfigFields() {
   f.back().secret = true;
   f.push_back(field("server.worker_secret_file", ConfigType::kString, std::string(),
                     "file holding the worker secret (instead of server.worker_secret)"));
+  f.push_back(field("server.metrics_token", ConfigType::kString, std::string(),
+                    "bearer token /metrics requires; empty = /metrics is open"));
+  f.back().secret = true;
+  f.push_back(field("server.allowed_origins", ConfigType::kStringList, std::vector<std::string>{},
+                    "origins (scheme://host[:port]) besides the server's own whose pages may "
+                    "make cookie-authenticated writes (CSRF) and call the API cross-origin "
+                    "(CORS)"));
+  f.push_back(field("server.rate_limit.auth_per_minute", ConfigType::kInt, std::int64_t{30},
+                    "register + login requests per client address per minute (0 = no limit)"));
+  f.back().min_int = 0;
+  f.push_back(field("server.rate_limit.login_per_minute", ConfigType::kInt, std::int64_t{10},
+                    "login attempts per account per minute (0 = no limit)"));
+  f.back().min_int = 0;
   f.push_back(field("server.cookie_secure", ConfigType::kBool, false,
                     "mark the session cookie Secure (set when served over HTTPS)"));
   f.push_back(field("server.public_url", ConfigType::kString, std::string(),
@@ -124,6 +137,14 @@ Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
     }
   }
   const std::string cookie = cookieValue(req, settings.cookie_name);
+  // CSRF: a browser attaches the cookie to cross-site requests by itself; a
+  // write authenticated by it alone must come from a page of ours.
+  const bool unsafe = req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS";
+  if (bearer.empty() && !cookie.empty() && unsafe &&
+      !originAllowed(req, baseUrl(req), settings.allowed_origins)) {
+    return makeError(ErrorCode::kPermissionDenied,
+                     "cross-site request refused: the Origin is not allowed for cookie sign-in");
+  }
   AuthRequest ar;
   ar.bearer_token = bearer;
   ar.cookie_token = cookie;
@@ -247,8 +268,8 @@ nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage) {
                       {"updated_at", u.updated_at},
                       {"stream_url", nullptr}};
   if (u.status == "ready") {
-    auto pub = storage ? storage->publicUrl(uploadPrefix(u.user_id, u.id) + "master.m3u8")
-                       : std::nullopt;
+    auto pub =
+        storage ? storage->publicUrl(uploadPrefix(u.user_id, u.id) + "master.m3u8") : std::nullopt;
     j["stream_url"] = pub ? *pub : "/media/" + u.user_id + "/" + u.id + "/master.m3u8";
   }
   return j;
@@ -325,6 +346,8 @@ struct AppServer::Impl {
   server::App app;
   std::unique_ptr<http::Server> http;
   std::unique_ptr<server::EventHub> events;
+  server::Metrics metrics;
+  std::unique_ptr<server::RateLimiter> auth_per_address, login_per_account;
   std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<SchedulerRunner> scheduler;
   std::string host;
@@ -365,6 +388,8 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   s.public_url = c.getString("server.public_url");
   s.pipeline = c.getString("transcode.pipeline");
   if (auto ladder = runtime.ladder(s.pipeline); !ladder.ok()) return std::move(ladder).error();
+  s.metrics_token = c.getString("server.metrics_token");
+  s.allowed_origins = c.getStringList("server.allowed_origins");
   s.worker_secret = c.getString("server.worker_secret");
   if (s.worker_secret.empty() && !c.getString("server.worker_secret_file").empty()) {
     auto secret = readSecretFile(c.getString("server.worker_secret_file"));
@@ -401,6 +426,13 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   ho.host = impl->host;
   ho.port = port;
   ho.handler_threads = static_cast<int>(c.getInt("server.handler_threads"));
+  ho.cors_origins = s.allowed_origins;
+  impl->auth_per_address = std::make_unique<server::RateLimiter>(
+      static_cast<int>(c.getInt("server.rate_limit.auth_per_minute")));
+  impl->login_per_account = std::make_unique<server::RateLimiter>(
+      static_cast<int>(c.getInt("server.rate_limit.login_per_minute")));
+  app.auth_per_address = impl->auth_per_address.get();
+  app.login_per_account = impl->login_per_account.get();
   impl->http = std::make_unique<http::Server>(ho);
   server::addAuthRoutes(*impl->http, app);
   server::addUploadRoutes(*impl->http, app);
@@ -410,10 +442,10 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   app.events = impl->events.get();
   server::addEventRoutes(*impl->http, app);
   if (auto r = server::addWebRoutes(*impl->http, app); !r.ok()) return std::move(r).error();
-  impl->http->route("GET", "/healthz", [](http::Request&) {
-    return http::Response::json(200, {{"status", "ok"}});
-  });
-  impl->http->onComplete([](const http::Request& req, const http::Response& resp, double secs) {
+  server::addOpsRoutes(*impl->http, app);
+  app.metrics = &impl->metrics;
+  impl->http->onComplete([&app](const http::Request& req, const http::Response& resp, double secs) {
+    app.metrics->record(req, resp, secs);
     log::debug("request", {{"request_id", req.request_id},
                            {"method", req.method},
                            {"path", req.path},
@@ -448,6 +480,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   impl->scheduler = std::make_unique<SchedulerRunner>(std::move(schedulers),
                                                       SchedulerContext{app.conninfo, app.storage});
   impl->scheduler->start();
+  app.scheduler = impl->scheduler.get();
 
   auto server = std::unique_ptr<AppServer>(new AppServer(std::move(impl)));
   log::info("listening", {{"url", server->url()},

@@ -2,20 +2,27 @@
 // the server's settings, plus the per-thread job store and the caller lookup.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "http.hpp"
+#include "protect.hpp"
 #include "vessel/auth.hpp"
 #include "vessel/jobs.hpp"
 #include "vessel/runtime.hpp"
+#include "vessel/scheduler.hpp"
 #include "vessel/storage.hpp"
 
 namespace vessel::server {
@@ -31,13 +38,30 @@ struct Settings {
   std::string public_url;  ///< base for absolute URLs; "" = from the Host header
   std::string pipeline;    ///< the ladder new uploads are transcoded with
   std::chrono::seconds session_ttl{30 * 24 * 3600};
+  std::string metrics_token;                 ///< "" = /metrics is open
+  std::vector<std::string> allowed_origins;  ///< besides our own, for cookie writes (CSRF)
 };
 
 class EventHub;
 
+/// Counters the server keeps in memory for /metrics (ops.cpp).
+struct Metrics {
+  std::mutex mu;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests;
+  std::array<std::uint64_t, 12> latency_buckets{};
+  double latency_sum = 0;
+  std::uint64_t latency_count = 0;
+  std::atomic<std::uint64_t> uploaded_bytes{0}, served_bytes{0}, rate_limited{0};
+  void record(const http::Request& req, const http::Response& resp, double seconds);
+};
+
 struct App {
   Runtime* runtime = nullptr;
   EventHub* events = nullptr;  ///< live status (events.hpp)
+  Metrics* metrics = nullptr;
+  RateLimiter* auth_per_address = nullptr;   ///< register + login, per client address
+  RateLimiter* login_per_account = nullptr;  ///< login, per email
+  SchedulerRunner* scheduler = nullptr;      ///< may be null
   std::shared_ptr<Storage> storage;
   std::shared_ptr<Auth> auth;
   std::shared_ptr<UserDirectory> users;
@@ -56,12 +80,17 @@ struct App {
   std::string baseUrl(const http::Request& req) const;
 };
 
-/// Responds 401/503 unless the request carries valid credentials.
-#define VESSEL_REQUIRE_CALLER(app, req, var)                                          \
-  auto var##_result = (app).caller(req);                                              \
-  if (!var##_result.ok()) return ::vessel::http::errorResponse(var##_result.error()); \
-  if (!var##_result.value())                                                          \
-    return ::vessel::http::Response::error(401, "unauthenticated", "sign in first");  \
+/// Responds 401/403/503 unless the request carries valid credentials (and, for a
+/// cookie-authenticated write, comes from an allowed origin).
+#define VESSEL_REQUIRE_CALLER(app, req, var)                                                      \
+  auto var##_result = (app).caller(req);                                                          \
+  if (!var##_result.ok()) {                                                                       \
+    if (var##_result.error().code == ::vessel::ErrorCode::kPermissionDenied)                      \
+      return ::vessel::http::Response::error(403, "csrf_rejected", var##_result.error().message); \
+    return ::vessel::http::errorResponse(var##_result.error());                                   \
+  }                                                                                               \
+  if (!var##_result.value())                                                                      \
+    return ::vessel::http::Response::error(401, "unauthenticated", "sign in first");              \
   const ::vessel::AuthUser& var = *var##_result.value()
 
 // --- request body helpers (strict JSON objects) -------------------------------
@@ -80,6 +109,7 @@ void addAuthRoutes(http::Server& server, App& app);
 void addUploadRoutes(http::Server& server, App& app);
 void addMediaRoutes(http::Server& server, App& app);
 void addInternalRoutes(http::Server& server, App& app);
+void addOpsRoutes(http::Server& server, App& app);
 /// GET / and /assets/…: the web app from server.web_root (or found next to the
 /// executable). kConfig when a configured web root has no index.html.
 Result<void> addWebRoutes(http::Server& server, App& app);

@@ -62,6 +62,41 @@ std::string newRequestId() {
 
 }  // namespace
 
+bool parseQuery(std::string_view raw, std::map<std::string, std::string, std::less<>>& out) {
+  std::size_t i = 0;
+  while (i <= raw.size()) {
+    std::size_t amp = raw.find('&', i);
+    if (amp == std::string_view::npos) amp = raw.size();
+    std::string_view pair = raw.substr(i, amp - i);
+    i = amp + 1;
+    if (pair.empty()) continue;
+    const std::size_t eq = pair.find('=');
+    auto decode = [](std::string_view s) -> std::optional<std::string> {
+      std::string v;
+      for (std::size_t k = 0; k < s.size(); ++k) {
+        char c = s[k];
+        if (c == '+') {
+          c = ' ';
+        } else if (c == '%') {
+          if (k + 2 >= s.size()) return std::nullopt;
+          const int hi = hexValue(s[k + 1]), lo = hexValue(s[k + 2]);
+          if (hi < 0 || lo < 0) return std::nullopt;
+          c = static_cast<char>(hi * 16 + lo);
+          k += 2;
+        }
+        if (c == '\0') return std::nullopt;
+        v.push_back(c);
+      }
+      return v;
+    };
+    auto key = decode(pair.substr(0, eq));
+    auto value = decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    if (!key || !value) return false;
+    out.insert_or_assign(std::move(*key), std::move(*value));
+  }
+  return true;
+}
+
 std::optional<std::string> decodeSegment(std::string_view segment) {
   std::string out;
   out.reserve(segment.size());
@@ -154,6 +189,7 @@ namespace {
 
 struct RouteEntry {
   std::string method;
+  std::string pattern;
   std::vector<std::string> segments;  ///< "{name}" placeholders or literals
   bool rest = false;                  ///< last placeholder takes the remainder
   Handler handler;
@@ -217,6 +253,9 @@ struct Server::Impl {
   std::thread thread;
   std::unique_ptr<ThreadPool> pool;
   std::atomic<std::size_t> in_flight{0};
+  /// Requests between their headers and their end (bodies still arriving
+  /// included): what a graceful stop waits for.
+  std::atomic<std::size_t> active{0};
 
   class Stream;
 
@@ -393,6 +432,7 @@ struct Server::Impl {
 
   static void onFinished(SoupServerMessage*, gpointer user) {
     auto* st = static_cast<MsgState*>(user);
+    if (!st->finished) st->impl->active.fetch_sub(1);
     st->finished = true;
     if (st->stream) st->stream->finished();
     if (st->sink && !st->sink_done) {
@@ -409,18 +449,19 @@ struct Server::Impl {
     g_object_set_data_full(G_OBJECT(msg), kStateKey, st,
                            [](gpointer p) { delete static_cast<MsgState*>(p); });
     g_signal_connect(msg, "finished", G_CALLBACK(onFinished), st);
+    self->active.fetch_add(1);
 
     Request& req = st->request;
     req.request_id = newRequestId();
     req.method = soup_server_message_get_method(msg);
     GUri* uri = soup_server_message_get_uri(msg);
     req.path = g_uri_get_path(uri);
-    if (query) {
-      GHashTableIter it;
-      gpointer k, v;
-      g_hash_table_iter_init(&it, query);
-      while (g_hash_table_iter_next(&it, &k, &v)) {
-        req.query.emplace(static_cast<const char*>(k), v ? static_cast<const char*>(v) : "");
+    (void)query;  // libsoup's decoded copy ends values at a %00; parse the raw query
+    if (const char* raw = g_uri_get_query(uri)) {
+      if (!parseQuery(raw, req.query)) {
+        self->apply(msg, st,
+                    Response::error(400, "invalid_query", "the query string is malformed"));
+        return;
       }
     }
     SoupMessageHeaders* rh = soup_server_message_get_request_headers(msg);
@@ -433,8 +474,29 @@ struct Server::Impl {
         &req.headers);
     if (const char* host = soup_server_message_get_remote_host(msg)) req.peer = host;
 
+    // CORS: an allowed Origin gets its headers on every answer, and a
+    // preflight is answered here whatever the path.
+    if (auto origin = req.header("origin")) {
+      const auto& allowed = self->options.cors_origins;
+      if (std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
+        SoupMessageHeaders* h = soup_server_message_get_response_headers(msg);
+        soup_message_headers_append(h, "access-control-allow-origin", origin->c_str());
+        soup_message_headers_append(h, "access-control-allow-credentials", "true");
+        soup_message_headers_append(h, "vary", "Origin");
+        if (req.method == "OPTIONS") {
+          soup_message_headers_append(h, "access-control-allow-methods",
+                                      "GET, HEAD, POST, PUT, DELETE");
+          soup_message_headers_append(h, "access-control-allow-headers",
+                                      "authorization, content-type, last-event-id");
+          soup_message_headers_append(h, "access-control-max-age", "600");
+          self->apply(msg, st, Response::empty(204));
+          return;
+        }
+      }
+    }
     bool path_known = false, bad_path = false;
     st->route = self->match(req.method, req.path, req.params, path_known, bad_path);
+    if (st->route) req.route = st->route->pattern;
     if (!st->route) {
       Response r = bad_path     ? Response::error(404, "not_found", "no such resource")
                    : path_known ? Response::error(405, "method_not_allowed",
@@ -606,6 +668,7 @@ void Server::route(std::string method, std::string pattern, Handler handler,
                    std::size_t body_limit) {
   RouteEntry r;
   r.method = std::move(method);
+  r.pattern = pattern;
   for (std::string_view s : splitPath(pattern)) r.segments.emplace_back(s);
   r.rest = !r.segments.empty() && r.segments.back().size() > 3 && r.segments.back().ends_with("*}");
   r.handler = std::move(handler);
@@ -616,6 +679,7 @@ void Server::route(std::string method, std::string pattern, Handler handler,
 void Server::streamingRoute(std::string method, std::string pattern, StreamHandler handler) {
   RouteEntry r;
   r.method = std::move(method);
+  r.pattern = pattern;
   for (std::string_view s : splitPath(pattern)) r.segments.emplace_back(s);
   r.stream = std::move(handler);
   impl_->routes.push_back(std::move(r));
@@ -624,6 +688,7 @@ void Server::streamingRoute(std::string method, std::string pattern, StreamHandl
 void Server::eventRoute(std::string method, std::string pattern, StreamingHandler handler) {
   RouteEntry r;
   r.method = std::move(method);
+  r.pattern = pattern;
   for (std::string_view seg : splitPath(pattern)) r.segments.emplace_back(seg);
   r.events = std::move(handler);
   r.body_limit = impl_->options.default_body_limit;
@@ -731,7 +796,8 @@ void Server::stop(double grace_s) {
     }
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
-  while (impl->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((impl->in_flight.load() > 0 || impl->active.load() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   g_main_loop_quit(impl->loop);

@@ -32,6 +32,7 @@ struct Request {
   std::string body;
   std::string peer;  ///< remote address
   std::string request_id;
+  std::string route;  ///< the matched route pattern ("" when none matched), for metrics
 
   /// First header with this name (case-insensitive), if any.
   std::optional<std::string> header(std::string_view name) const;
@@ -102,6 +103,9 @@ struct ServerOptions {
   int handler_threads = 8;
   std::size_t default_body_limit = 64 * 1024;
   std::string server_header = "vessel";
+  /// Origins allowed to call cross-origin (CORS, with credentials); others get
+  /// no CORS headers, so browsers refuse them. Exact "scheme://host[:port]".
+  std::vector<std::string> cors_origins;
 };
 
 class Server {
@@ -135,6 +139,10 @@ class Server {
   std::unique_ptr<Impl> impl_;
   std::uint16_t bound_port_ = 0;
 };
+
+/// Parses a raw (percent-encoded) query string; false for a malformed escape
+/// or a NUL anywhere. A repeated key keeps its last value.
+bool parseQuery(std::string_view raw, std::map<std::string, std::string, std::less<>>& out);
 
 /// Percent-decodes one path segment; nullopt for malformed escapes, an encoded
 /// '/', or a NUL.

@@ -207,6 +207,9 @@ class Client:
             hdrs.setdefault("Content-Type", "application/json")
         if auth and self.token:
             hdrs["Authorization"] = f"Bearer {self.token}"
+        if self.jar is not None and method not in ("GET", "HEAD"):
+            # What a browser sends with a same-origin write (the CSRF check needs it).
+            hdrs.setdefault("Origin", self.base)
         req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
         try:
             with self.opener.open(req, timeout=timeout) as resp:

@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hls_check as h  # noqa: E402
 import server_harness as sh  # noqa: E402
-from server_harness import Abort  # noqa: E402
 
 DURATION_S = 8.0
 UPLOAD_FIELDS = {"id", "filename", "content_type", "size", "status", "progress", "error",
@@ -141,6 +140,14 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     ck.equal(c.json, {"id": wav_id, "status": "queued"}, "complete answer")
     ck.status(alice.post(f"/api/v1/uploads/{wav_id}/complete"), 409, "complete a second time")
 
+    # CSRF: a cookie-authenticated write from another site's page, or with no
+    # Origin at all, is refused; the same write from our own page passes.
+    mp3_meta = {"filename": "night drive.mp3", "content_type": "audio/mpeg", "size": len(mp3_bytes)}
+    ck.status(browser.post("/api/v1/uploads", mp3_meta, headers={"Origin": "http://evil.example"}),
+              403, "cookie write from a foreign Origin", "csrf_rejected")
+    noorigin = browser.request("POST", "/api/v1/uploads", json_body=mp3_meta,
+                               headers={"Origin": "null"})
+    ck.status(noorigin, 403, "cookie write with an opaque Origin", "csrf_rejected")
     r = sh.create_upload(browser, "night drive.mp3", "audio/mpeg", len(mp3_bytes))
     ck.require(r.status == 201, "POST /uploads (mp3) with the cookie session -> 201", r.brief())
     mp3_created = r.json
@@ -198,6 +205,13 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     tail = alice.get(seg, headers={"Range": "bytes=-50"})
     ck.check(tail.status == 206 and tail.body == full.body[-50:], "Range: bytes=-50 -> 206, the last 50 bytes",
              tail.brief(60))
+    for past in (f"bytes={len(full.body) + 1000}-{len(full.body) + 2000}", f"bytes={len(full.body)}-"):
+        r = alice.get(seg, headers={"Range": past})
+        ck.check(r.status == 416 and r.header("Content-Range") == f"bytes */{len(full.body)}"
+                 and r.error_code == "range_not_satisfiable",
+                 f"Range: {past} (starts at/after the end) -> 416 range_not_satisfiable, "
+                 f"Content-Range: bytes */{len(full.body)}",
+                 f"{r.brief(100)} Content-Range={r.header('Content-Range')!r}")
     etag = full.header("ETag")
     nm = alice.get(seg, headers={"If-None-Match": etag or '"none"'})
     ck.check(nm.status == 304 and nm.body == b"", "If-None-Match with the segment's ETag -> 304, no body",
@@ -382,7 +396,19 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
     time.sleep(0.5)
     t_term = time.time()
     server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    # Send the rest only once the HTTP server is really stopping (its listening
+    # socket is closed: connections are refused); before that, finishing the
+    # body would race the shutdown and prove nothing.
+    refused_after = None
+    while time.time() - t_term < 10:
+        try:
+            socket.create_connection(("127.0.0.1", parts.port), timeout=1).close()
+        except OSError:
+            refused_after = time.time() - t_term
+            break
+        time.sleep(0.02)
+    ck.info("listening socket closed " + (f"{refused_after:.2f} s after SIGTERM" if refused_after is not None
+                                          else "? (still accepting after 10 s)") + "; sending the rest of the body")
     answer = b""
     try:
         sock.sendall(wav_bytes[half:])

@@ -281,6 +281,46 @@ def run_checks(ck: sh.Checks, server: sh.Server, media: Path) -> None:
         ck.equal(st.get("status"), "uploading", f"after a disconnect at byte {sent}: still uploading")
     ck.status(u.post(f"/api/v1/uploads/{cut_id}/complete"), 409, "complete after the disconnects",
               "content_missing")
+    with socket.create_connection(("127.0.0.1", parts.port), timeout=20) as s:
+        s.sendall(put_head(target, parts.port, len(wav)) + wav[:1000])
+        time.sleep(0.3)
+        ck.status(sh.put_url(cut, wav), 409, "a second PUT while the first is still receiving")
+        ck.status(u.post(f"/api/v1/uploads/{cut_id}/complete"), 409,
+                  "complete while the PUT is still receiving", "content_missing")
+    time.sleep(0.3)
+
+    ck.section("DELETE while the PUT is still receiving")
+    r = u.post("/api/v1/uploads", {"filename": "gone.wav", "content_type": "audio/wav", "size": len(wav)})
+    ck.require(r.status == 201, "create gone.wav", r.brief())
+    gone_id, gone = r.json["id"], r.json
+    gparts = urllib.parse.urlsplit(gone["upload"]["url"])
+    with socket.create_connection(("127.0.0.1", gparts.port), timeout=20) as s:
+        s.sendall(put_head(gparts.path + "?" + gparts.query, gparts.port, len(wav)) + wav[:len(wav) // 2])
+        time.sleep(0.3)
+        ck.status(u.delete(f"/api/v1/uploads/{gone_id}"), 204, "DELETE the upload mid-PUT")
+        answer = b""
+        try:
+            s.sendall(wav[len(wav) // 2:])
+            s.settimeout(10)
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError as e:
+            answer = answer or repr(e).encode()
+    first_line = answer.split(b"\r\n", 1)[0][:80]
+    ck.info(f"the PUT's answer: {first_line!r}")
+    ck.check(not answer.startswith(b"HTTP/1.1 2"), "the PUT of a deleted upload does not succeed",
+             answer[:160])
+    deadline = time.time() + 5
+    while time.time() < deadline and server.upload_dir(uid, gone_id).exists():
+        time.sleep(0.1)
+    ck.check(not server.upload_dir(uid, gone_id).exists(), "nothing of it is left in storage",
+             upload_files(server, uid, gone_id))
+    ck.status(u.get(f"/api/v1/uploads/{gone_id}"), 404, "GET it")
+
+    ck.section("after the disconnects, the same URL works")
     ck.status(sh.put_url(cut, wav), 200, "a new PUT with the same URL succeeds")
     ck.equal(upload_files(server, uid, cut_id), ["original"], "exactly the original is stored")
     ck.status(u.post(f"/api/v1/uploads/{cut_id}/complete"), 202, "complete")

@@ -141,6 +141,19 @@ TEST(Range, SingleRangesAndRefusals) {
   }
 }
 
+TEST(Query, DecodesAndRefusesNulAndBadEscapes) {
+  std::map<std::string, std::string, std::less<>> q;
+  ASSERT_TRUE(http::parseQuery("q=a+b%20c&limit=5&&empty=&flag&q=last", q));
+  EXPECT_EQ(q["q"], "last");
+  EXPECT_EQ(q["limit"], "5");
+  EXPECT_EQ(q["empty"], "");
+  EXPECT_EQ(q["flag"], "");
+  for (const char* bad : {"cursor=%00garbage", "limit=1%00x", "a%00=1", "x=%", "x=%4", "x=%zz"}) {
+    std::map<std::string, std::string, std::less<>> out;
+    EXPECT_FALSE(http::parseQuery(bad, out)) << bad;
+  }
+}
+
 TEST(DecodeSegment, RefusesEncodedSeparatorsAndNul) {
   EXPECT_EQ(http::decodeSegment("abc"), "abc");
   EXPECT_EQ(http::decodeSegment("a%20b"), "a b");

@@ -143,6 +143,19 @@ class JobStore {
   /// the attempt not counted.
   Result<void> release(const ClaimedJob& job) noexcept;
 
+  // --- operations
+  /// A round trip to the database (readiness probes).
+  Result<void> ping() noexcept;
+  struct QueueStats {
+    std::map<std::string, std::int64_t> jobs_by_state;      ///< queued, running, ...
+    std::map<std::string, std::int64_t> uploads_by_status;  ///< uploading, ready, ...
+    std::int64_t due = 0;             ///< queued and due now (what workers should take)
+    double oldest_due_age_s = 0;      ///< how long the oldest due job has waited
+    double transcode_seconds_1h = 0;  ///< wall seconds of jobs finished in the last hour
+    double audio_seconds_1h = 0;      ///< audio seconds those jobs transcoded
+  };
+  Result<QueueStats> queueStats() noexcept;
+
   // --- the change feed (upload_events; live status)
   struct UploadEvent {
     std::int64_t id = 0;

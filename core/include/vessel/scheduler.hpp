@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,13 +43,23 @@ class SchedulerRunner {
   void start();
   void stop();
 
+  /// Per scheduler: runs so far, failed runs, the last run's JSON summary.
+  struct Stats {
+    std::string name;
+    std::uint64_t runs = 0, failures = 0;
+    std::string last_summary;
+  };
+  std::vector<Stats> stats() const;
+
  private:
   void loop();
   std::vector<std::pair<std::string, std::shared_ptr<Scheduler>>> schedulers_;
   SchedulerContext context_;
   std::thread thread_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::map<std::string, std::uint64_t> runs_, failures_;
+  std::map<std::string, std::string> last_summary_;
   bool stopping_ = false;
 };
 
