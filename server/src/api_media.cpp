@@ -2,6 +2,9 @@
 // with the HLS MIME types, ETag/304, single-range 206 and cache headers.
 // Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
 // (never the original or anything else under the prefix).
+#include <zlib.h>
+
+#include <chrono>
 #include <cstdio>
 
 #include "app.hpp"
@@ -43,7 +46,70 @@ const char* servedType(std::string_view path) {
 
 http::Response notFound() { return http::Response::error(404, "not_found", "no such file"); }
 
+bool acceptsGzip(const http::Request& req) {
+  auto ae = req.header("accept-encoding");
+  if (!ae) return false;
+  // Good enough for real clients: "gzip" listed and not refused with q=0.
+  const auto at = ae->find("gzip");
+  return at != std::string::npos && ae->find("gzip;q=0", at) != at;
+}
+
+// gzip (RFC 1952) of a small text body; nullopt if zlib fails.
+std::optional<std::string> gzipped(const std::string& text) {
+  z_stream zs{};
+  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return std::nullopt;
+  }
+  std::string out(deflateBound(&zs, text.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  zs.avail_in = static_cast<uInt>(text.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return out;
+}
+
+// Playlists compressed when the client takes gzip (Apple's HLS authoring
+// spec asks for it); Range requests get the identity bytes they addressed.
+void maybeCompress(const http::Request& req, http::Response& resp) {
+  resp.header("vary", "Accept-Encoding");
+  if (resp.status != 200 || !acceptsGzip(req)) return;
+  if (auto gz = gzipped(resp.body)) {
+    resp.body = std::move(*gz);
+    resp.header("content-encoding", "gzip");
+  }
+}
+
 constexpr std::int64_t kSegmentUrlTtlSeconds = 3600;
+constexpr std::int64_t kStreamUrlTtlSeconds = 3600;
+
+std::int64_t nowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A playlist whose relative URIs carry the stream token, so a player that
+// follows them stays authorised without headers.
+std::string withToken(const std::string& playlist, const std::string& token) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < playlist.size()) {
+    std::size_t end = playlist.find('\n', pos);
+    if (end == std::string::npos) end = playlist.size();
+    std::string line = playlist.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line[0] != '#' && line.find("://") == std::string::npos) {
+      line += (line.find('?') == std::string::npos ? "?st=" : "&st=") + token;
+    }
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
 
 // A media playlist with every segment URI replaced by a presigned GET of the
 // store, or nullopt when the store has no presigned URLs (local disk).
@@ -79,10 +145,49 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
 }  // namespace
 
 void addMediaRoutes(http::Server& server, App& app) {
-  server.route("GET", "/media/{user}/{upload}/{path*}", [&app](http::Request& req) {
+  // A short-lived signed URL for players that cannot send headers (native
+  // HLS players, cast devices): the token grants this one upload's files.
+  server.route("GET", "/api/v1/uploads/{id}/stream-url", [&app](http::Request& req) {
     VESSEL_REQUIRE_CALLER(app, req, caller);
+    auto store = app.store();
+    if (!store.ok()) return http::errorResponse(store.error());
+    auto upload = store.value()->getUpload(req.param("id"));
+    if (!upload.ok()) return http::errorResponse(upload.error());
+    if (!upload.value() || upload.value()->user_id != caller.id) {
+      return http::Response::error(404, "not_found", "no such upload");
+    }
+    if (upload.value()->status != "ready") {
+      return http::Response::error(409, "invalid_state", "the upload is not ready");
+    }
+    const std::int64_t expires = nowUnix() + kStreamUrlTtlSeconds;
+    const std::string token = streamToken(app.settings.secret_key, upload.value()->id, expires);
+    http::Response r =
+        http::Response::json(200, {{"url", app.baseUrl(req) + "/media/" + caller.id + "/" +
+                                               upload.value()->id + "/master.m3u8?st=" + token},
+                                   {"expires_in_s", kStreamUrlTtlSeconds}});
+    r.header("cache-control", "no-store");
+    return r;
+  });
+
+  server.route("GET", "/media/{user}/{upload}/{path*}", [&app](http::Request& req) {
     const std::string path = req.param("path");
     const char* type = servedType(path);
+    // A stream token stands in for the session, for this upload only.
+    const std::string token = req.queryValue("st").value_or("");
+    std::string caller_id;
+    if (!token.empty()) {
+      const SignatureCheck check =
+          checkStreamToken(app.settings.secret_key, req.param("upload"), token, nowUnix());
+      if (check == SignatureCheck::kExpired) {
+        return http::Response::error(403, "url_expired", "the stream URL has expired");
+      }
+      if (check != SignatureCheck::kValid) return notFound();
+      caller_id = req.param("user");  // checked against the upload's owner below
+    } else {
+      VESSEL_REQUIRE_CALLER(app, req, caller);
+      caller_id = caller.id;
+    }
+    const AuthUser caller{caller_id, ""};
     // Another user's prefix, an unknown upload and an unserved path all look alike.
     if (!type || req.param("user") != caller.id) return notFound();
     auto store = app.store();
@@ -120,7 +225,10 @@ void addMediaRoutes(http::Server& server, App& app) {
     // failure), but the cache must stay private: the URL grants nothing alone.
     const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
 
-    if (auto inm = req.header("if-none-match"); inm && (*inm == etag || *inm == "*")) {
+    std::string gz_etag = etag;
+    gz_etag.insert(gz_etag.size() - 1, "-gz");
+    if (auto inm = req.header("if-none-match");
+        inm && (*inm == etag || *inm == gz_etag || *inm == "*")) {
       http::Response r = http::Response::empty(304);
       r.header("etag", etag).header("cache-control", cache);
       return r;
@@ -166,10 +274,22 @@ void addMediaRoutes(http::Server& server, App& app) {
         resp.body = std::move(*rewritten.value());
         // The URIs inside expire: never reuse this body from a cache.
         resp.header("cache-control", "private, no-store");
+        maybeCompress(req, resp);
         return resp;
       }
     }
-    resp.header("etag", etag).header("cache-control", cache).header("accept-ranges", "bytes");
+    if (playlist && !token.empty() && status == 200) {
+      resp.body = withToken(resp.body, token);
+      resp.header("cache-control", "private, no-store");
+      maybeCompress(req, resp);
+      return resp;
+    }
+    if (playlist) maybeCompress(req, resp);
+    std::string tag = etag;
+    for (const auto& [k, v] : resp.headers) {
+      if (k == "content-encoding") tag.insert(tag.size() - 1, "-gz");  // another representation
+    }
+    resp.header("etag", tag).header("cache-control", cache).header("accept-ranges", "bytes");
     if (status == 206) {
       resp.header("content-range", "bytes " + std::to_string(first) + "-" +
                                        std::to_string(first + count - 1) + "/" +

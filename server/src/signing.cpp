@@ -112,6 +112,29 @@ SignatureCheck checkUploadSignature(std::string_view key, std::string_view uploa
   return SignatureCheck::kValid;
 }
 
+std::string streamToken(std::string_view key, std::string_view upload_id,
+                        std::int64_t expires_unix) {
+  std::string canonical = "vessel-stream-v1\nGET\n";
+  canonical.append(upload_id);
+  canonical += "\n" + std::to_string(expires_unix);
+  return std::to_string(expires_unix) + "." + base64UrlEncode(hmacSha256(key, canonical));
+}
+
+SignatureCheck checkStreamToken(std::string_view key, std::string_view upload_id,
+                                std::string_view token, std::int64_t now_unix) {
+  const auto dot = token.find('.');
+  if (dot == std::string_view::npos || token.size() > 128) return SignatureCheck::kBad;
+  const auto expires = parseUnsigned(token.substr(0, dot));
+  if (!expires || *expires > static_cast<std::uint64_t>(INT64_MAX)) return SignatureCheck::kBad;
+  const std::string expected = streamToken(key, upload_id, static_cast<std::int64_t>(*expires));
+  if (token.size() != expected.size() ||
+      CRYPTO_memcmp(token.data(), expected.data(), expected.size()) != 0) {
+    return SignatureCheck::kBad;
+  }
+  if (static_cast<std::int64_t>(*expires) < now_unix) return SignatureCheck::kExpired;
+  return SignatureCheck::kValid;
+}
+
 std::string encodeCursor(std::string_view sort_key, std::string_view id) {
   std::string raw(sort_key);
   raw += '|';

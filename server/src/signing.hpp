@@ -26,6 +26,13 @@ SignatureCheck checkUploadSignature(std::string_view key, std::string_view uploa
                                     std::uint64_t size, std::string_view expires_text,
                                     std::string_view signature, std::int64_t now_unix);
 
+/// A stream token ("<expires>.<signature>") granting GET of one upload's HLS
+/// files until `expires_unix`, for players that cannot send headers.
+std::string streamToken(std::string_view key, std::string_view upload_id,
+                        std::int64_t expires_unix);
+SignatureCheck checkStreamToken(std::string_view key, std::string_view upload_id,
+                                std::string_view token, std::int64_t now_unix);
+
 /// Strict decimal parse of an unsigned integer (no sign, no spaces, no overflow).
 std::optional<std::uint64_t> parseUnsigned(std::string_view text);
 
