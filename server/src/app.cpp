@@ -78,6 +78,15 @@ std::vector<ConfigField> serverConfigFields() {
   f.push_back(field("server.rate_limit.login_per_minute", ConfigType::kInt, std::int64_t{10},
                     "login attempts per account per minute (0 = no limit)"));
   f.back().min_int = 0;
+  f.push_back(field("server.limits.header_timeout_s", ConfigType::kInt, std::int64_t{15},
+                    "a request head must arrive within this (also the keep-alive idle limit)"));
+  f.back().min_int = 1;
+  f.push_back(field("server.limits.min_body_rate", ConfigType::kInt, std::int64_t{1024},
+                    "bytes/s a request body must average after its first 10 s (slower: cut off)"));
+  f.back().min_int = 0;
+  f.push_back(field("server.limits.max_requests", ConfigType::kInt, std::int64_t{4096},
+                    "requests in progress above this are answered 503 at once"));
+  f.back().min_int = 1;
   f.push_back(field("server.cookie_secure", ConfigType::kBool, false,
                     "mark the session cookie Secure (set when served over HTTPS)"));
   f.push_back(field("server.public_url", ConfigType::kString, std::string(),
@@ -427,6 +436,9 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   ho.port = port;
   ho.handler_threads = static_cast<int>(c.getInt("server.handler_threads"));
   ho.cors_origins = s.allowed_origins;
+  ho.header_timeout_s = static_cast<int>(c.getInt("server.limits.header_timeout_s"));
+  ho.min_body_rate = static_cast<std::uint64_t>(c.getInt("server.limits.min_body_rate"));
+  ho.max_requests = static_cast<std::size_t>(c.getInt("server.limits.max_requests"));
   impl->auth_per_address = std::make_unique<server::RateLimiter>(
       static_cast<int>(c.getInt("server.rate_limit.auth_per_minute")));
   impl->login_per_account = std::make_unique<server::RateLimiter>(

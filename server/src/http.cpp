@@ -10,7 +10,9 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "vessel/log.hpp"
@@ -262,6 +264,9 @@ struct Server::Impl {
   // Per-message state, owned by the SoupServerMessage (g_object_set_data_full).
   struct MsgState {
     Impl* impl = nullptr;
+    SoupServerMessage* msg = nullptr;
+    std::uint64_t body_bytes = 0;
+    bool body_done = false;
     const RouteEntry* route = nullptr;
     Request request;
     std::optional<Response> early;  ///< decided before/while reading the body
@@ -333,6 +338,51 @@ struct Server::Impl {
   };
   std::mutex streams_mu;
   std::vector<std::weak_ptr<Stream>> streams;
+
+  // Slow clients (server thread only): requests still reading their head,
+  // and requests still reading their body.
+  std::map<SoupServerMessage*, std::chrono::steady_clock::time_point> reading_heads;
+  std::set<MsgState*> body_readers;
+  std::atomic<std::uint64_t> slow_cut{0};
+
+  static void onRequestStarted(SoupServer*, SoupServerMessage* msg, gpointer user) {
+    auto* self = static_cast<Impl*>(user);
+    self->reading_heads[msg] = std::chrono::steady_clock::now();
+    g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage* m, gpointer u) {
+                       static_cast<Impl*>(u)->reading_heads.erase(m);
+                     }),
+                     self);
+  }
+
+  static void cut(SoupServerMessage* msg) {
+    if (GSocket* sock = soup_server_message_get_socket(msg))
+      g_socket_shutdown(sock, TRUE, TRUE, nullptr);
+  }
+
+  // Once a second: cut connections whose head is late or whose body trickles.
+  static gboolean sweepSlow(gpointer user) {
+    auto* self = static_cast<Impl*>(user);
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<SoupServerMessage*> doomed;
+    for (const auto& [msg, since] : self->reading_heads) {
+      if (now - since > std::chrono::seconds(self->options.header_timeout_s)) doomed.push_back(msg);
+    }
+    for (MsgState* st : self->body_readers) {
+      if (st->body_done || st->finished || st->stream) continue;
+      const double secs = std::chrono::duration<double>(now - st->started).count();
+      if (secs > self->options.body_grace_s &&
+          static_cast<double>(st->body_bytes) <
+              secs * static_cast<double>(self->options.min_body_rate)) {
+        doomed.push_back(st->msg);
+      }
+    }
+    for (SoupServerMessage* msg : doomed) {
+      self->reading_heads.erase(msg);
+      ++self->slow_cut;
+      cut(msg);
+    }
+    return G_SOURCE_CONTINUE;
+  }
 
   static MsgState* stateOf(SoupServerMessage* msg) {
     return static_cast<MsgState*>(g_object_get_data(G_OBJECT(msg), kStateKey));
@@ -409,6 +459,7 @@ struct Server::Impl {
     auto* st = static_cast<MsgState*>(user);
     gsize n = 0;
     const char* data = static_cast<const char*>(g_bytes_get_data(chunk, &n));
+    st->body_bytes += n;
     if (st->sink) {
       if (st->early || st->sink_done) return;  // already failed: drain
       Result<void> r = st->sink->chunk(std::string_view(data, n));
@@ -430,8 +481,15 @@ struct Server::Impl {
     st->request.body.append(data, n);
   }
 
+  static void onGotBody(SoupServerMessage*, gpointer user) {
+    auto* st = static_cast<MsgState*>(user);
+    st->body_done = true;
+    st->impl->body_readers.erase(st);
+  }
+
   static void onFinished(SoupServerMessage*, gpointer user) {
     auto* st = static_cast<MsgState*>(user);
+    st->impl->body_readers.erase(st);
     if (!st->finished) st->impl->active.fetch_sub(1);
     st->finished = true;
     if (st->stream) st->stream->finished();
@@ -449,7 +507,11 @@ struct Server::Impl {
     g_object_set_data_full(G_OBJECT(msg), kStateKey, st,
                            [](gpointer p) { delete static_cast<MsgState*>(p); });
     g_signal_connect(msg, "finished", G_CALLBACK(onFinished), st);
+    g_signal_connect(msg, "got-body", G_CALLBACK(onGotBody), st);
     self->active.fetch_add(1);
+    st->msg = msg;
+    self->reading_heads.erase(msg);
+    self->body_readers.insert(st);
 
     Request& req = st->request;
     req.request_id = newRequestId();
@@ -474,6 +536,12 @@ struct Server::Impl {
         &req.headers);
     if (const char* host = soup_server_message_get_remote_host(msg)) req.peer = host;
 
+    if (self->active.load() > self->options.max_requests) {
+      soup_message_headers_append(soup_server_message_get_response_headers(msg), "connection",
+                                  "close");
+      self->apply(msg, st, Response::error(503, "overloaded", "too many requests in progress"));
+      return;
+    }
     // CORS: an allowed Origin gets its headers on every answer, and a
     // preflight is answered here whatever the path.
     if (auto origin = req.header("origin")) {
@@ -724,6 +792,11 @@ Result<void> Server::start() {
                                           impl->options.server_header.c_str(), nullptr));
     soup_server_add_early_handler(impl->soup, nullptr, &Impl::earlyHandler, impl, nullptr);
     soup_server_add_handler(impl->soup, nullptr, &Impl::handler, impl, nullptr);
+    g_signal_connect(impl->soup, "request-started", G_CALLBACK(&Impl::onRequestStarted), impl);
+    GSource* sweep = g_timeout_source_new_seconds(1);
+    g_source_set_callback(sweep, &Impl::sweepSlow, impl, nullptr);
+    g_source_attach(sweep, impl->context);
+    g_source_unref(sweep);
     GError* err = nullptr;
     GSocketAddress* addr =
         g_inet_socket_address_new_from_string(impl->options.host.c_str(), impl->options.port);

@@ -106,6 +106,14 @@ struct ServerOptions {
   /// Origins allowed to call cross-origin (CORS, with credentials); others get
   /// no CORS headers, so browsers refuse them. Exact "scheme://host[:port]".
   std::vector<std::string> cors_origins;
+  /// Slow clients: the request head must arrive within this many seconds
+  /// (also the keep-alive idle limit) ...
+  int header_timeout_s = 15;
+  /// ... and a body must keep up this average rate once `body_grace_s` passed.
+  std::uint64_t min_body_rate = 1024;  ///< bytes per second
+  int body_grace_s = 10;
+  /// Requests in progress above this are answered 503 at once.
+  std::size_t max_requests = 4096;
 };
 
 class Server {

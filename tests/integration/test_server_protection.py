@@ -178,6 +178,50 @@ def main():
         check(call(other)[0] == 404, "token used for another upload id → 404")
         check(call(surl.split("?")[0])[0] == 401, "the same URL without the token → 401")
 
+        # --- slow clients: a head or a body trickled a byte a second is cut off
+        import socket
+        import threading
+        port = int(base.rsplit(":", 1)[1])
+        results = {}
+
+        def trickle(name, head, body_len):
+            s = socket.create_connection(("127.0.0.1", port), timeout=60)
+            start = time.time()
+            try:
+                if body_len:
+                    s.sendall(head)
+                    payload = b"x" * body_len
+                else:
+                    payload = head
+                for b in payload:
+                    s.sendall(bytes([b]))
+                    time.sleep(1)
+                    if time.time() - start > 40:
+                        break
+                s.settimeout(5)
+                s.recv(1)
+                results[name] = ("answered", time.time() - start)
+            except OSError:
+                results[name] = ("cut", time.time() - start)
+            finally:
+                s.close()
+
+        threads = [
+            threading.Thread(target=trickle, args=("head", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 60 + b"\r\n\r\n", 0)),
+            threading.Thread(target=trickle, args=(
+                "body", b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 2000\r\n\r\n", 2000)),
+        ]
+        for t in threads:
+            t.start()
+        st, _, _ = call(base + "/healthz")
+        check(st == 200, "the server answers others while two clients trickle")
+        for t in threads:
+            t.join(timeout=60)
+        for name, limit in (("head", 25), ("body", 20)):
+            how, secs = results.get(name, ("?", 0))
+            check(how == "cut" and secs < limit, f"a trickled {name} is cut off ({how} after {secs:.0f} s)")
+
         # --- metrics
         st, _, _ = call(base + "/metrics")
         check(st == 401, f"/metrics without its token → 401 ({st})")
