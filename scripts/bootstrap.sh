@@ -10,15 +10,21 @@ runtime_pkgs=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libsoup-3.0-dev libpqxx-dev libcurl4-openssl-dev libssl-dev
-  libboost-dev libboost-filesystem-dev libtomlplusplus-dev nlohmann-json3-dev
+  libboost-dev libboost-filesystem-dev libtomlplusplus-dev nlohmann-json3-dev zlib1g-dev
   postgresql postgresql-client
 )
 test_pkgs=(libgtest-dev libgmock-dev ffmpeg clang-format)
+# The S3 tests' SigV4-verifying front (tests/s3/front.py) judges with Debian's botocore.
+test_pkgs+=(python3-botocore)
 
 want=("${runtime_pkgs[@]}")
 if [[ "${1:-}" == "--test-deps" ]]; then want+=("${test_pkgs[@]}"); fi
 # ffmpeg is also handy for the quick start's demo input.
 want+=(ffmpeg)
+# The web app's build takes hls.js from npm. NodeSource's nodejs bundles npm;
+# Debian's is a package of its own.
+command -v node >/dev/null || want+=(nodejs)
+command -v npm >/dev/null || want+=(npm)
 
 missing=()
 for p in "${want[@]}"; do
@@ -35,6 +41,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# node_modules from package-lock.json (hls.js for the web app, playwright-core
+# for tests/browser, s3rver for the S3 test server in tests/s3); skipped while
+# npm's own record of it is newer than the lock.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ||
+      package.json -nt node_modules/.package-lock.json ]]; then
+  echo "bootstrap: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 if [[ ! -f build/build.ninja ]]; then
