@@ -58,7 +58,8 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
   j["level"] = levelName(level);
   j["msg"] = std::string(message);
   for (const auto& [k, v] : fields) {
-    std::visit([&](const auto& x) { j[std::string(k)] = x; }, v);
+    // (An init-capture: clang before 16 cannot capture a structured binding.)
+    std::visit([&j, key = std::string(k)](const auto& x) { j[key] = x; }, v);
   }
   std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::lock_guard lock(g_mu);

@@ -105,6 +105,12 @@ Result<ClaimResponse> parseClaimResponse(std::string_view body) noexcept {
       return bad("'job_id' must be an integer");
     auto attempt = attemptOf(o);
     if (!attempt.ok()) return attempt.error();
+    // Checked before the conversion: a float such as 1e300 into int is UB.
+    if (o.contains("max_attempts") &&
+        (!o["max_attempts"].is_number_integer() || o["max_attempts"].get<std::int64_t>() < 0 ||
+         o["max_attempts"].get<std::int64_t>() > INT32_MAX)) {
+      return bad("'max_attempts' must be a non-negative integer");
+    }
     r.job.job_id = o["job_id"].get<std::int64_t>();
     r.job.attempt = attempt.value();
     r.job.max_attempts = o.value("max_attempts", 0);
