@@ -1,6 +1,8 @@
 // Shared pieces of the `vessel` command line: exit codes and the one-line error.
 #pragma once
 
+#include <signal.h>
+
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -58,6 +60,10 @@ std::optional<int> openEnv(const Flags& flags, Env& env, EnvNeeds needs = {});
 /// Worker threads: --workers N (0..256), else workers.concurrency (0 = one per
 /// CPU core). On a bad value prints the error and returns the exit code.
 std::optional<int> workerCount(const Flags& flags, const Config& config, int& out);
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts
+/// afterwards) and returns that set, for the main thread to sigwait() on.
+sigset_t blockStopSignals();
 
 int cmdWorker(int argc, char** argv);
 /// `vessel worker --server URL`: claims and reports over HTTP, no database.

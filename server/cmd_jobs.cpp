@@ -26,6 +26,15 @@ const std::vector<std::string> kCommonValued = {"--config", "--data-dir", "--dat
 
 }  // namespace
 
+sigset_t blockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
 std::optional<int> openEnv(const Flags& flags, Env& env, EnvNeeds needs) {
   RuntimeOptions options;
   options.extra_fields = serverConfigFields();  // one config file serves every command
@@ -110,12 +119,8 @@ int cmdWorker(int argc, char** argv) {
   if (flags.has("--worker-secret-file")) {
     return fail(kExitUsage, "--worker-secret-file is only for remote workers (with --server URL)");
   }
-  // Block the stop signals before any thread starts; this thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: then only this thread receives them (sigwait).
+  const sigset_t stop_signals = blockStopSignals();
 
   Env env;
   if (auto code = openEnv(flags, env)) return *code;

@@ -17,12 +17,8 @@ int cmdServe(int argc, char** argv) {
     return fail(kExitUsage, *err);
   }
   if (!flags.positional.empty()) return fail(kExitUsage, "serve takes no arguments (see --help)");
-  // Block the stop signals before any thread starts; this thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: then only this thread receives them (sigwait).
+  const sigset_t stop_signals = blockStopSignals();
 
   Env env;
   if (auto code = openEnv(flags, env, EnvNeeds{.storage = false, .database = false})) return *code;

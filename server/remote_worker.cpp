@@ -511,12 +511,8 @@ int cmdRemoteWorker(const Flags& flags) {
   auto secret = readSecretFile(flags.get("--worker-secret-file"));
   if (!secret.ok()) return fail(kExitConfig, secret.error().message);
 
-  // Block the stop signals before any thread starts; this thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: then only this thread receives them (sigwait).
+  const sigset_t stop_signals = blockStopSignals();
 
   Env env;
   if (auto code = openEnv(flags, env, {.storage = true, .database = false})) return *code;

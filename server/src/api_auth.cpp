@@ -46,6 +46,14 @@ std::string sessionCookie(const Settings& s, std::string_view token, std::int64_
   return c;
 }
 
+// 429 when `limiter` has no token left for `key`.
+std::optional<http::Response> limited(App& app, RateLimiter& limiter, const std::string& key) {
+  auto wait = limiter.take(key);
+  if (!wait) return std::nullopt;
+  ++app.metrics->rate_limited;
+  return tooManyRequests(*wait);
+}
+
 nlohmann::json userJson(const AuthUser& u) { return {{"id", u.id}, {"email", u.email}}; }
 
 // Email and password out of a {email, password} body; a Response on failure.
@@ -75,9 +83,8 @@ std::variant<Credentials, http::Response> credentials(const http::Request& req) 
 
 void addAuthRoutes(http::Server& server, App& app) {
   server.route("POST", "/api/v1/auth/register", [&app](http::Request& req) {
-    if (auto wait = app.auth_per_address->take("addr:" + req.peer)) {
-      ++app.metrics->rate_limited;
-      return tooManyRequests(*wait);
+    if (auto refused = limited(app, *app.auth_per_address, "addr:" + req.peer)) {
+      return std::move(*refused);
     }
     auto c = credentials(req);
     if (auto* r = std::get_if<http::Response>(&c)) return std::move(*r);
@@ -89,9 +96,8 @@ void addAuthRoutes(http::Server& server, App& app) {
   });
 
   server.route("POST", "/api/v1/auth/login", [&app](http::Request& req) {
-    if (auto wait = app.auth_per_address->take("addr:" + req.peer)) {
-      ++app.metrics->rate_limited;
-      return tooManyRequests(*wait);
+    if (auto refused = limited(app, *app.auth_per_address, "addr:" + req.peer)) {
+      return std::move(*refused);
     }
     auto c = credentials(req);
     if (auto* r = std::get_if<http::Response>(&c)) return std::move(*r);
@@ -100,9 +106,8 @@ void addAuthRoutes(http::Server& server, App& app) {
     std::string account = cred.email;
     std::transform(account.begin(), account.end(), account.begin(),
                    [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    if (auto wait = app.login_per_account->take("acct:" + account)) {
-      ++app.metrics->rate_limited;
-      return tooManyRequests(*wait);
+    if (auto refused = limited(app, *app.login_per_account, "acct:" + account)) {
+      return std::move(*refused);
     }
     auto session = app.auth->login(*app.users, cred.email, cred.password);
     if (!session.ok()) return authError(session.error());
