@@ -29,6 +29,18 @@ std::string isoTime(std::int64_t unix_s) {
 
 http::Response notFound() { return http::Response::error(404, "not_found", "no such upload"); }
 
+// A storage failure while taking an original: clients learn whether to wait
+// (full: 507; unwritable or down: 503), never where or how the store keeps it.
+http::Response storageRefused(const Error& e, const std::string& upload_id) {
+  log::warn("upload: storage refused the original",
+            {{"upload_id", upload_id}, {"error", e.message}});
+  if (e.code == ErrorCode::kNoSpace) {
+    return http::Response::error(507, "insufficient_storage", "storage is full; try again later");
+  }
+  return http::Response::error(503, "storage_unavailable",
+                               "storage is not accepting files right now; try again later");
+}
+
 // The caller's upload `id`, or the response to send (404 for someone else's).
 std::variant<UploadRecord, http::Response> ownUpload(App& app, const AuthUser& user,
                                                      const std::string& id) {
@@ -75,9 +87,7 @@ class OriginalSink final : public http::BodySink {
     }
     if (auto r = writer_->commit(); !r.ok()) {
       release(false);
-      log::warn("upload: storing the original failed",
-                {{"upload_id", upload_.id}, {"error", r.error().message}});
-      return http::errorResponse(r.error());
+      return storageRefused(r.error(), upload_.id);
     }
     auto store = app_.store();
     Result<void> ended =
@@ -237,7 +247,7 @@ void addUploadRoutes(http::Server& server, App& app) {
         auto writer = app.storage->openWriter(u.storage_key, u.content_type);
         if (!writer.ok()) {
           (void)store.value()->endContent(id, false);
-          return http::errorResponse(writer.error());
+          return storageRefused(writer.error(), id);
         }
         return std::unique_ptr<http::BodySink>(
             new OriginalSink(app, std::move(u), std::move(writer).value()));

@@ -3,6 +3,7 @@
 #include "http.hpp"
 
 #include <libsoup/soup.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -726,6 +727,24 @@ struct Server::Impl {
   }
 };
 
+namespace {
+
+// soup_server_listen() leaves GLib's default backlog of 10: a burst of
+// connections beyond it is reset by the kernel. Bind and listen ourselves.
+bool listenWithBacklog(SoupServer* soup, GSocketAddress* addr, GError** err) {
+  GSocket* sock = g_socket_new(g_socket_address_get_family(addr), G_SOCKET_TYPE_STREAM,
+                               G_SOCKET_PROTOCOL_TCP, err);
+  if (!sock) return false;
+  g_socket_set_listen_backlog(sock, SOMAXCONN);
+  const bool ok =
+      g_socket_bind(sock, addr, TRUE, err) && g_socket_listen(sock, err) &&
+      soup_server_listen_socket(soup, sock, static_cast<SoupServerListenOptions>(0), err);
+  g_object_unref(sock);
+  return ok;
+}
+
+}  // namespace
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
 }
@@ -803,8 +822,7 @@ Result<void> Server::start() {
     if (!addr) {
       bound.set_value(makeError(
           ErrorCode::kConfig, "listen address '" + impl->options.host + "' is not an IP address"));
-    } else if (!soup_server_listen(impl->soup, addr, static_cast<SoupServerListenOptions>(0),
-                                   &err)) {
+    } else if (!listenWithBacklog(impl->soup, addr, &err)) {
       bound.set_value(makeError(ErrorCode::kUnavailable,
                                 "cannot listen on " + impl->options.host + ":" +
                                     std::to_string(impl->options.port) + ": " + err->message));
