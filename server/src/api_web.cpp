@@ -22,7 +22,6 @@
 
 #include "app.hpp"
 #include "vessel/log.hpp"
-#include "vessel/server.hpp"
 #include "vessel/unique_fd.hpp"
 #include "vessel/worker_protocol.hpp"
 
@@ -253,7 +252,9 @@ http::Response serve(WebRoot& root, const std::string& rel, const http::Request&
     r.body = file->body;
   }
   r.header("etag", etag).header("cache-control", cache);
-  r.header("x-content-type-options", "nosniff").header("referrer-policy", "no-referrer");
+  // same-origin, not no-referrer: with no-referrer a same-origin POST carries
+  // "Origin: null" and the API's CSRF check (Origin must be ours) refuses it.
+  r.header("x-content-type-options", "nosniff").header("referrer-policy", "same-origin");
   if (html) {
     r.header("content-security-policy", std::string(kContentSecurityPolicy));
     r.header("x-frame-options", "DENY");

@@ -128,6 +128,15 @@ export function displaySubtitle(upload) {
   return [upload.artist, upload.album].filter(Boolean).join(' · ');
 }
 
+/**
+ * A failed job's reason for people: the worker's message names the stored
+ * original by its server path, which means nothing to the user.
+ */
+export function jobError(upload) {
+  const text = (upload.error || 'Processing failed.').replace(/\binput '[^']*'/, 'the file');
+  return text[0].toUpperCase() + text.slice(1);
+}
+
 /** Reads the JSON the server puts into <meta name="vessel-config">. */
 export function serverConfig() {
   const meta = document.querySelector('meta[name="vessel-config"]');

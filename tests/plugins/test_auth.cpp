@@ -423,7 +423,8 @@ TEST_F(LocalAuthTest, BearerBeatsCookie) {
   EXPECT_EQ(me->id, jon.id);
 
   // A bearer token that fails does not fall back to the cookie.
-  AuthRequest bad_bearer = bearer(std::string(43, 'A'));
+  const std::string unknown_token(43, 'A');  // AuthRequest holds views: keep it alive
+  AuthRequest bad_bearer = bearer(unknown_token);
   bad_bearer.cookie_token = b.token;
   EXPECT_FALSE(who(bad_bearer).has_value());
 }
