@@ -130,18 +130,9 @@ void addAuthRoutes(http::Server& server, App& app) {
   server.route("POST", "/api/v1/auth/logout", [&app](http::Request& req) {
     VESSEL_REQUIRE_CALLER(app, req, user);
     (void)user;
-    std::string token;
-    if (auto a = req.header("authorization"); a && a->size() > 7) token = a->substr(7);
-    if (token.empty()) {
-      if (auto cookie = req.header("cookie")) {
-        const std::string key = app.settings.cookie_name + "=";
-        auto pos = cookie->find(key);
-        if (pos != std::string::npos) {
-          token = cookie->substr(pos + key.size());
-          token = token.substr(0, token.find(';'));
-        }
-      }
-    }
+    // The session the caller authenticated with: the bearer token wins, as in caller().
+    std::string token = app.bearerToken(req);
+    if (token.empty()) token = app.cookieToken(req);
     if (auto r = app.auth->logout(*app.users, token); !r.ok()) return authError(r.error());
     http::Response r = http::Response::empty(204);
     r.header("set-cookie", sessionCookie(app.settings, "", 0));

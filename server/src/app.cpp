@@ -138,14 +138,22 @@ std::string cookieValue(const http::Request& req, std::string_view name) {
 
 }  // namespace
 
-Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
-  std::string bearer;
+std::string App::bearerToken(const http::Request& req) const {
   if (auto a = req.header("authorization")) {
     if (a->size() > 7 && (a->compare(0, 7, "Bearer ") == 0 || a->compare(0, 7, "bearer ") == 0)) {
-      bearer = a->substr(7);
+      return a->substr(7);
     }
   }
-  const std::string cookie = cookieValue(req, settings.cookie_name);
+  return "";
+}
+
+std::string App::cookieToken(const http::Request& req) const {
+  return cookieValue(req, settings.cookie_name);
+}
+
+Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
+  const std::string bearer = bearerToken(req);
+  const std::string cookie = cookieToken(req);
   // CSRF: a browser attaches the cookie to cross-site requests by itself; a
   // write authenticated by it alone must come from a page of ours.
   const bool unsafe = req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS";

@@ -73,6 +73,11 @@ struct App {
   /// by itself after the database comes back). kUnavailable when it cannot connect.
   Result<JobStore*> store() const;
 
+  /// The session token a request carries: `Authorization: Bearer …`, and the
+  /// session cookie ("" when absent).
+  std::string bearerToken(const http::Request& req) const;
+  std::string cookieToken(const http::Request& req) const;
+
   /// The caller of a request, or nullopt. kUnavailable when the directory is down.
   Result<std::optional<AuthUser>> caller(const http::Request& req) const;
 
