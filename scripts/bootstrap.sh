@@ -13,7 +13,7 @@ runtime_pkgs=(
   libboost-dev libboost-filesystem-dev libtomlplusplus-dev nlohmann-json3-dev zlib1g-dev
   postgresql postgresql-client
 )
-test_pkgs=(libgtest-dev libgmock-dev ffmpeg clang-format chromium)
+test_pkgs=(libgtest-dev libgmock-dev ffmpeg clang-format chromium clang libclang-rt-dev)
 # The S3 tests' SigV4-verifying front (tests/s3/front.py) judges with Debian's botocore.
 test_pkgs+=(python3-botocore)
 
