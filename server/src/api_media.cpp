@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "app.hpp"
+#include "cache.hpp"
 #include "signing.hpp"
 
 namespace vessel::server {
@@ -190,15 +191,23 @@ void addMediaRoutes(http::Server& server, App& app) {
     const AuthUser caller{caller_id, ""};
     // Another user's prefix, an unknown upload and an unserved path all look alike.
     if (!type || req.param("user") != caller.id) return notFound();
-    auto store = app.store();
-    if (!store.ok()) return http::errorResponse(store.error());
-    auto upload = store.value()->getUpload(req.param("upload"));
-    if (!upload.ok()) return http::errorResponse(upload.error());
-    if (!upload.value() || upload.value()->user_id != caller.id ||
-        upload.value()->status != "ready") {
-      return notFound();
+    // "This upload is the caller's and ready", remembered like a library page
+    // (dropped by any change to the caller's library, see cache.hpp).
+    const std::string upload_id = req.param("upload");
+    const std::string ready_key = caller.id + std::string("\0ready\0", 7) + upload_id;
+    if (!app.library_cache->get(caller.id, ready_key)) {
+      const auto generation = app.library_cache->begin(caller.id);
+      auto store = app.store();
+      if (!store.ok()) return http::errorResponse(store.error());
+      auto upload = store.value()->getUpload(upload_id);
+      if (!upload.ok()) return http::errorResponse(upload.error());
+      if (!upload.value() || upload.value()->user_id != caller.id ||
+          upload.value()->status != "ready") {
+        return notFound();
+      }
+      if (generation) app.library_cache->put(caller.id, ready_key, *generation, "1");
     }
-    const std::string prefix = uploadPrefix(caller.id, upload.value()->id);
+    const std::string prefix = uploadPrefix(caller.id, upload_id);
     const std::string key = prefix + path;
     const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
     // A store clients can reach (S3): segments are fetched from it directly
@@ -255,17 +264,31 @@ void addMediaRoutes(http::Server& server, App& app) {
     http::Response resp;
     resp.status = status;
     resp.content_type = type;
-    resp.body.resize(count);
+    // Segments are read into a pooled buffer that libsoup writes from without a
+    // copy; playlists into the string they are rewritten in.
+    static const std::shared_ptr<http::BufferPool> pool = http::BufferPool::create();
+    std::shared_ptr<http::Buffer> buffer;
+    char* into = nullptr;
+    if (playlist) {
+      resp.body.resize(count);
+      into = resp.body.data();
+    } else {
+      buffer = pool->take(count);
+      into = buffer->data.get();
+    }
     std::size_t got = 0;
     while (got < count) {
-      auto n = reader.value()->read(
-          std::as_writable_bytes(std::span(resp.body.data() + got, count - got)));
+      auto n = reader.value()->read(std::as_writable_bytes(std::span(into + got, count - got)));
       if (!n.ok()) return http::errorResponse(n.error());
       if (n.value() == 0) break;
       got += n.value();
     }
     if (got != count) {
       return http::Response::error(503, "unavailable", "the file changed while it was read");
+    }
+    if (buffer) {
+      resp.shared_view = std::string_view(into, count);
+      resp.shared_body = std::move(buffer);
     }
     if (playlist && path != "master.m3u8" && status == 200) {
       auto rewritten = presignSegments(app, resp.body, prefix + path.substr(0, path.find('/') + 1));

@@ -5,6 +5,8 @@
 #include <ctime>
 
 #include "app.hpp"
+#include "cache.hpp"
+#include "json_text.hpp"
 #include "signing.hpp"
 #include "vessel/log.hpp"
 
@@ -98,6 +100,7 @@ class OriginalSink final : public http::BodySink {
       return ended.error().code == ErrorCode::kNotFound ? notFound()
                                                         : http::errorResponse(ended.error());
     }
+    app_.libraryChanged(upload_.user_id);
     app_.metrics->uploaded_bytes += static_cast<std::uint64_t>(upload_.size_bytes);
     log::info("upload received", {{"upload_id", upload_.id},
                                   {"user_id", upload_.user_id},
@@ -120,6 +123,7 @@ class OriginalSink final : public http::BodySink {
     if (!stored) {
       auto store = app_.store();
       if (store.ok()) (void)store.value()->endContent(upload_.id, false);
+      app_.libraryChanged(upload_.user_id);
     }
   }
 
@@ -165,6 +169,7 @@ void addUploadRoutes(http::Server& server, App& app) {
         NewUpload{user.id, std::get<std::string>(filename), type, size});
     if (!created.ok()) return http::errorResponse(created.error());
     const UploadRecord& u = created.value();
+    app.libraryChanged(user.id);
     log::info("upload created",
               {{"upload_id", u.id}, {"user_id", user.id}, {"request_id", req.request_id}});
     // Stores clients reach directly (S3) take the bytes themselves: the
@@ -292,6 +297,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
     auto job = store.value()->enqueue(u.id, app.settings.pipeline);
+    app.libraryChanged(user.id);
     if (!job.ok()) {
       if (job.error().code == ErrorCode::kInvalidArgument) {
         return http::Response::error(409, "invalid_state", job.error().message);
@@ -344,6 +350,21 @@ void addUploadRoutes(http::Server& server, App& app) {
       q.after_sort_key = decoded->first;
       q.after_id = decoded->second;
     }
+    // The cache key: everything the page depends on (user first).
+    std::string key = user.id;
+    for (const std::string* part : {&q.q, &q.status, &q.after_sort_key, &q.after_id}) {
+      key += '\0';
+      key += *part;
+    }
+    key += '\0';
+    key += std::to_string(q.limit);
+    auto cached_response = [](std::string text) {
+      http::Response r = http::Response::jsonText(200, std::move(text));
+      r.header("cache-control", "no-store");
+      return r;
+    };
+    if (auto hit = app.library_cache->get(user.id, key)) return cached_response(std::move(*hit));
+    const auto generation = app.library_cache->begin(user.id);
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
     auto page = store.value()->listUploads(q);
@@ -353,17 +374,23 @@ void addUploadRoutes(http::Server& server, App& app) {
       }
       return http::errorResponse(page.error());
     }
-    nlohmann::json items = nlohmann::json::array();
-    for (const UploadRecord& u : page.value().items)
-      items.push_back(uploadJson(u, app.storage.get()));
-    nlohmann::json next = nullptr;
-    if (page.value().more && !page.value().items.empty()) {
-      const UploadRecord& last = page.value().items.back();
-      next = encodeCursor(last.sort_key, last.id);
+    const auto& items = page.value().items;
+    std::string body;
+    body.reserve(256 + items.size() * 512);
+    body += "{\"items\":[";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i) body += ',';
+      appendUploadJson(body, items[i], app.storage.get());
     }
-    http::Response r = http::Response::json(200, {{"items", items}, {"next_cursor", next}});
-    r.header("cache-control", "no-store");
-    return r;
+    body += "],\"next_cursor\":";
+    if (page.value().more && !items.empty()) {
+      json_text::appendString(body, encodeCursor(items.back().sort_key, items.back().id));
+    } else {
+      body += "null";
+    }
+    body += '}';
+    if (generation) app.library_cache->put(user.id, key, *generation, body);
+    return cached_response(std::move(body));
   });
 
   server.route("POST", "/api/v1/uploads/{id}/retry", [&app](http::Request& req) {
@@ -384,6 +411,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
     auto job = store.value()->retry(u.id, app.settings.pipeline);
+    app.libraryChanged(user.id);
     if (!job.ok()) {
       if (job.error().code == ErrorCode::kInvalidArgument) {
         return http::Response::error(409, "invalid_state", job.error().message);
@@ -405,6 +433,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
     auto cancelled = store.value()->cancelJobs(u.id);
+    app.libraryChanged(user.id);
     if (!cancelled.ok()) return http::errorResponse(cancelled.error());
     auto removed = app.storage->removePrefix(uploadPrefix(u.user_id, u.id));
     if (!removed.ok()) {
@@ -413,6 +442,7 @@ void addUploadRoutes(http::Server& server, App& app) {
       return http::errorResponse(removed.error());
     }
     auto deleted = store.value()->deleteUpload(u.id);
+    app.libraryChanged(user.id);
     if (!deleted.ok() && deleted.error().code != ErrorCode::kNotFound) {
       return http::errorResponse(deleted.error());
     }

@@ -249,7 +249,8 @@ http::Response serve(WebRoot& root, const std::string& rel, const http::Request&
   } else {
     r.status = 200;
     r.content_type = type;
-    r.body = file->body;
+    r.shared_view = file->body;  // shared, not copied: files are immutable once loaded
+    r.shared_body = file;
   }
   r.header("etag", etag).header("cache-control", cache);
   // same-origin, not no-referrer: with no-referrer a same-origin POST carries

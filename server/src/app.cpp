@@ -13,7 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include "cache.hpp"
 #include "events.hpp"
+#include "json_text.hpp"
 #include "signing.hpp"
 #include "vessel/log.hpp"
 #include "vessel/scheduler.hpp"
@@ -87,6 +89,16 @@ std::vector<ConfigField> serverConfigFields() {
   f.push_back(field("server.limits.max_requests", ConfigType::kInt, std::int64_t{4096},
                     "requests in progress above this are answered 503 at once"));
   f.back().min_int = 1;
+  f.push_back(field("server.session_cache_ms", ConfigType::kInt, std::int64_t{1000},
+                    "reuse a valid session lookup for this long (a sign-out through another "
+                    "server takes effect within it; 0 = ask the database every request)"));
+  f.back().min_int = 0;
+  f.back().max_int = 60000;
+  f.push_back(field("server.library_cache_ms", ConfigType::kInt, std::int64_t{2000},
+                    "keep library pages this long at most; every change to a library (from any "
+                    "server or worker, via LISTEN) drops its pages at once (0 = no cache)"));
+  f.back().min_int = 0;
+  f.back().max_int = 60000;
   f.push_back(field("server.cookie_secure", ConfigType::kBool, false,
                     "mark the session cookie Secure (set when served over HTTPS)"));
   f.push_back(field("server.public_url", ConfigType::kString, std::string(),
@@ -168,6 +180,10 @@ Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
   ar.peer_address = req.peer;
   ar.header = [&req](std::string_view name) { return req.header(name); };
   return auth->authenticate(*users, ar);
+}
+
+void App::libraryChanged(const std::string& user_id) const {
+  if (library_cache) library_cache->invalidate(user_id);
 }
 
 std::string App::baseUrl(const http::Request& req) const {
@@ -265,31 +281,49 @@ std::variant<std::string, http::Response> requireString(const nlohmann::json& ob
   return v;
 }
 
-nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage) {
-  auto opt = [](const auto& v) -> nlohmann::json {
-    if (v) return *v;
-    return nullptr;
-  };
-  nlohmann::json j = {{"id", u.id},
-                      {"filename", u.filename},
-                      {"content_type", u.content_type},
-                      {"size", u.size_bytes},
-                      {"status", u.status},
-                      {"progress", u.status == "ready" ? 1.0 : u.progress},
-                      {"error", opt(u.error)},
-                      {"duration_s", opt(u.duration_s)},
-                      {"title", opt(u.title)},
-                      {"artist", opt(u.artist)},
-                      {"album", opt(u.album)},
-                      {"created_at", u.created_at},
-                      {"updated_at", u.updated_at},
-                      {"stream_url", nullptr}};
+void appendUploadJson(std::string& out, const UploadRecord& u, const Storage* storage) {
+  using namespace json_text;
+  out += "{\"id\":";
+  appendString(out, u.id);
+  out += ",\"filename\":";
+  appendString(out, u.filename);
+  out += ",\"content_type\":";
+  appendString(out, u.content_type);
+  out += ",\"size\":";
+  appendInteger(out, u.size_bytes);
+  out += ",\"status\":";
+  appendString(out, u.status);
+  out += ",\"progress\":";
+  appendNumber(out, u.status == "ready" ? 1.0 : u.progress);
+  out += ",\"error\":";
+  appendOptString(out, u.error);
+  out += ",\"duration_s\":";
+  appendOptNumber(out, u.duration_s);
+  out += ",\"title\":";
+  appendOptString(out, u.title);
+  out += ",\"artist\":";
+  appendOptString(out, u.artist);
+  out += ",\"album\":";
+  appendOptString(out, u.album);
+  out += ",\"created_at\":";
+  appendString(out, u.created_at);
+  out += ",\"updated_at\":";
+  appendString(out, u.updated_at);
+  out += ",\"stream_url\":";
   if (u.status == "ready") {
     auto pub =
         storage ? storage->publicUrl(uploadPrefix(u.user_id, u.id) + "master.m3u8") : std::nullopt;
-    j["stream_url"] = pub ? *pub : "/media/" + u.user_id + "/" + u.id + "/master.m3u8";
+    appendString(out, pub ? *pub : "/media/" + u.user_id + "/" + u.id + "/master.m3u8");
+  } else {
+    out += "null";
   }
-  return j;
+  out += '}';
+}
+
+nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage) {
+  std::string text;
+  appendUploadJson(text, u, storage);
+  return nlohmann::json::parse(text);
 }
 
 }  // namespace server
@@ -365,6 +399,7 @@ struct AppServer::Impl {
   std::unique_ptr<server::EventHub> events;
   server::Metrics metrics;
   std::unique_ptr<server::RateLimiter> auth_per_address, login_per_account;
+  std::unique_ptr<server::LibraryCache> library_cache;
   std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<SchedulerRunner> scheduler;
   std::string host;
@@ -437,7 +472,12 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   app.auth = auth.value();
   auto users = PgUserDirectory::connect(app.conninfo);
   if (!users.ok()) return std::move(users).error();
-  app.users = std::shared_ptr<UserDirectory>(std::move(users).value());
+  app.users = std::make_shared<server::CachingUserDirectory>(
+      std::shared_ptr<UserDirectory>(std::move(users).value()),
+      std::chrono::milliseconds(c.getInt("server.session_cache_ms")));
+  impl->library_cache = std::make_unique<server::LibraryCache>(
+      std::chrono::milliseconds(c.getInt("server.library_cache_ms")));
+  app.library_cache = impl->library_cache.get();
 
   http::ServerOptions ho;
   ho.host = impl->host;

@@ -43,6 +43,7 @@ struct Settings {
 };
 
 class EventHub;
+class LibraryCache;
 
 /// Counters the server keeps in memory for /metrics (ops.cpp).
 struct Metrics {
@@ -57,7 +58,8 @@ struct Metrics {
 
 struct App {
   Runtime* runtime = nullptr;
-  EventHub* events = nullptr;  ///< live status (events.hpp)
+  EventHub* events = nullptr;             ///< live status (events.hpp)
+  LibraryCache* library_cache = nullptr;  ///< library pages (cache.hpp); never null in a server
   Metrics* metrics = nullptr;
   RateLimiter* auth_per_address = nullptr;   ///< register + login, per client address
   RateLimiter* login_per_account = nullptr;  ///< login, per email
@@ -80,6 +82,9 @@ struct App {
 
   /// The caller of a request, or nullopt. kUnavailable when the directory is down.
   Result<std::optional<AuthUser>> caller(const http::Request& req) const;
+
+  /// Drops the cached library pages of `user_id` (call after a write to them).
+  void libraryChanged(const std::string& user_id) const;
 
   /// The absolute base URL ("http://host:port") as the client addressed us.
   std::string baseUrl(const http::Request& req) const;
@@ -122,5 +127,7 @@ Result<void> addWebRoutes(http::Server& server, App& app);
 /// The JSON the API shows for an upload. With a publicly served store
 /// (storage.s3.public_base_url) stream_url is the public master playlist.
 nlohmann::json uploadJson(const UploadRecord& u, const Storage* storage = nullptr);
+/// The same JSON object appended as text (the library page's fast path).
+void appendUploadJson(std::string& out, const UploadRecord& u, const Storage* storage = nullptr);
 
 }  // namespace vessel::server

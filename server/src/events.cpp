@@ -18,6 +18,7 @@
 
 #include <pqxx/pqxx>
 
+#include "cache.hpp"
 #include "signing.hpp"
 #include "vessel/log.hpp"
 
@@ -208,6 +209,8 @@ void EventHub::run() {
       pqxx::connection conn(app_.conninfo);
       std::vector<std::string> payloads;
       Receiver receiver(conn, payloads);
+      // LISTEN is in place: from now on no change to a library goes unseen.
+      app_.library_cache->setLive(true);
       if (reconnected && store.ok()) {
         // Notifications sent while we were away are gone: replay from the table.
         std::vector<std::shared_ptr<Subscriber>> all;
@@ -224,7 +227,9 @@ void EventHub::run() {
         for (const std::string& p : payloads) {
           // "<event id>:<user>:<upload>"
           const auto a = p.find(':'), b = p.rfind(':');
-          if (a == std::string::npos || b == a || !store.ok()) continue;
+          if (a == std::string::npos || b == a) continue;
+          app_.libraryChanged(p.substr(a + 1, b - a - 1));
+          if (!store.ok()) continue;
           auto id = parseUnsigned(std::string_view(p).substr(0, a));
           if (!id) continue;
           dispatch(*store.value(), static_cast<std::int64_t>(*id), p.substr(a + 1, b - a - 1),
@@ -242,6 +247,7 @@ void EventHub::run() {
         }
       }
     } catch (const std::exception& e) {
+      app_.library_cache->setLive(false);
       log::warn("events: database connection lost; reconnecting",
                 {{"error", std::string(e.what())}});
       reconnected = true;

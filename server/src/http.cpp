@@ -3,6 +3,7 @@
 #include "http.hpp"
 
 #include <libsoup/soup.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -143,6 +144,49 @@ Response Response::json(int status, const nlohmann::json& body) {
   r.status = status;
   r.content_type = "application/json";
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
+std::shared_ptr<BufferPool> BufferPool::create(std::size_t max_kept, std::size_t max_kept_bytes) {
+  return std::shared_ptr<BufferPool>(new BufferPool(max_kept, max_kept_bytes));
+}
+
+std::shared_ptr<Buffer> BufferPool::take(std::size_t n) {
+  std::unique_ptr<Buffer> b;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if ((*it)->capacity >= n) {
+        b = std::move(*it);
+        free_.erase(it);
+        break;
+      }
+    }
+  }
+  if (!b) {
+    b = std::make_unique<Buffer>();
+    b->capacity = std::max<std::size_t>(n, 1);
+    b->data.reset(new char[b->capacity]);
+  }
+  return std::shared_ptr<Buffer>(b.release(),
+                                 [pool = shared_from_this()](Buffer* p) { pool->give(p); });
+}
+
+void BufferPool::give(Buffer* b) noexcept {
+  std::unique_ptr<Buffer> owned(b);
+  if (owned->capacity > max_kept_bytes_) return;
+  try {
+    std::lock_guard lock(mu_);
+    if (free_.size() < max_kept_) free_.push_back(std::move(owned));
+  } catch (...) {
+  }
+}
+
+Response Response::jsonText(int status, std::string text) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(text);
   return r;
 }
 
@@ -346,8 +390,148 @@ struct Server::Impl {
   std::set<MsgState*> body_readers;
   std::atomic<std::uint64_t> slow_cut{0};
 
+  // --- Idle keep-alive connections (server thread only) ----------------------
+  //
+  // libsoup 3.2 (Debian 12 ships 3.2.3) leaks a keep-alive connection whose
+  // client closes it while it is idle between requests: the message waiting
+  // for the next request reads EOF before any byte and is finished with no
+  // completion callback, so nothing disconnects the SoupServerConnection; its
+  // socket stays in CLOSE-WAIT holding a descriptor, forever (fixed upstream in
+  // 3.3, commit d20c6601 "Don't leak idle connections closed by the client").
+  // The workaround: every connection that started a request is tracked; once it
+  // has no live request and its socket shows EOF in two sweeps a second apart
+  // (libsoup itself reacts within one main-loop iteration when it can), the
+  // connection's own "disconnected" signal is emitted, which is what makes the
+  // server drop it (the descriptor closes when the object goes). A connection
+  // idle longer than header_timeout_s is shut down first, so idle keep-alive
+  // connections are bounded in time too.
+  // SoupServerConnection is private in 3.2; a message's connection is its
+  // first field (libsoup/server/soup-server-message.c), used only on 3.0–3.2
+  // and only after a type check.
+  struct Conn {
+    GSocket* socket = nullptr;  // ref held
+    int live = 0;               // messages that started a request and are not finalized
+    std::chrono::steady_clock::time_point idle_since;
+    bool eof_seen = false;
+  };
+  std::mutex conns_mu;             // a message may be finalized on another thread (event streams)
+  std::map<GObject*, Conn> conns;  // ref held on each key
+  bool reap_idle = false;          // the workaround is on (libsoup 3.0–3.2)
+  GType conn_type = 0;             // registered by libsoup with its first connection
+  std::atomic<std::uint64_t> idle_reaped{0};
+
+  void initIdleReaper() {
+    reap_idle = soup_get_major_version() == 3 && soup_get_minor_version() <= 2;
+  }
+
+  GObject* connectionOf(SoupServerMessage* msg) {
+    if (!reap_idle) return nullptr;
+    if (!conn_type) conn_type = g_type_from_name("SoupServerConnection");
+    if (!conn_type) return nullptr;
+    struct Layout {
+      GObject parent;
+      GObject* conn;
+    };
+    GObject* conn = reinterpret_cast<Layout*>(msg)->conn;
+    if (!conn || !G_TYPE_CHECK_INSTANCE_TYPE(conn, conn_type)) return nullptr;
+    return conn;
+  }
+
+  struct MsgGone {
+    Impl* self;
+    GObject* conn;
+  };
+
+  void trackRequest(SoupServerMessage* msg) {
+    GObject* conn = connectionOf(msg);
+    if (!conn) return;
+    std::lock_guard lock(conns_mu);
+    auto [it, inserted] = conns.try_emplace(conn);
+    if (inserted) {
+      g_object_ref(conn);
+      if (GSocket* sock = soup_server_message_get_socket(msg)) {
+        it->second.socket = G_SOCKET(g_object_ref(sock));
+      }
+      g_signal_connect(conn, "disconnected", G_CALLBACK(&Impl::onConnectionGone), this);
+    }
+    ++it->second.live;
+    it->second.eof_seen = false;
+    g_object_weak_ref(
+        G_OBJECT(msg),
+        [](gpointer data, GObject*) {
+          auto* gone = static_cast<MsgGone*>(data);
+          std::lock_guard lock(gone->self->conns_mu);
+          auto found = gone->self->conns.find(gone->conn);
+          if (found != gone->self->conns.end() && --found->second.live == 0) {
+            found->second.idle_since = std::chrono::steady_clock::now();
+          }
+          delete gone;
+        },
+        new MsgGone{this, conn});
+  }
+
+  static void onConnectionGone(GObject* conn, gpointer user) {
+    auto* self = static_cast<Impl*>(user);
+    GSocket* sock = nullptr;
+    {
+      std::lock_guard lock(self->conns_mu);
+      auto it = self->conns.find(conn);
+      if (it == self->conns.end()) return;
+      sock = it->second.socket;
+      self->conns.erase(it);
+    }
+    g_signal_handlers_disconnect_by_func(conn, reinterpret_cast<gpointer>(&Impl::onConnectionGone),
+                                         self);
+    if (sock) g_object_unref(sock);
+    g_object_unref(conn);
+  }
+
+  static bool peerClosed(GSocket* sock) {
+    if (!sock || g_socket_is_closed(sock)) return true;
+    pollfd p{g_socket_get_fd(sock), POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) != 1) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+    char byte;
+    return (p.revents & POLLIN) && ::recv(p.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  }
+
+  void sweepIdle(std::chrono::steady_clock::time_point now) {
+    std::vector<GObject*> dead;
+    std::unique_lock lock(conns_mu);
+    for (auto& [conn, c] : conns) {
+      if (c.live > 0 || now - c.idle_since < std::chrono::seconds(1)) continue;
+      if (peerClosed(c.socket)) {
+        if (c.eof_seen) dead.push_back(conn);
+        c.eof_seen = true;
+      } else if (now - c.idle_since > std::chrono::seconds(options.header_timeout_s) && c.socket) {
+        g_socket_shutdown(c.socket, TRUE, TRUE, nullptr);  // idle too long
+      }
+    }
+    for (GObject* conn : dead) g_object_ref(conn);
+    lock.unlock();
+    for (GObject* conn : dead) {
+      g_signal_emit_by_name(conn, "disconnected");  // the server drops it; onConnectionGone
+      onConnectionGone(conn, this);                 // no-op when the handler ran
+      g_object_unref(conn);
+      ++idle_reaped;
+    }
+  }
+
+  void releaseTracked() {
+    for (;;) {
+      GObject* conn = nullptr;
+      {
+        std::lock_guard lock(conns_mu);
+        if (conns.empty()) return;
+        conn = conns.begin()->first;
+      }
+      onConnectionGone(conn, this);
+    }
+  }
+
   static void onRequestStarted(SoupServer*, SoupServerMessage* msg, gpointer user) {
     auto* self = static_cast<Impl*>(user);
+    self->trackRequest(msg);
     self->reading_heads[msg] = std::chrono::steady_clock::now();
     g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage* m, gpointer u) {
                        static_cast<Impl*>(u)->reading_heads.erase(m);
@@ -382,6 +566,7 @@ struct Server::Impl {
       ++self->slow_cut;
       cut(msg);
     }
+    self->sweepIdle(now);
     return G_SOURCE_CONTINUE;
   }
 
@@ -444,10 +629,26 @@ struct Server::Impl {
     for (const auto& [k, v] : response.headers)
       soup_message_headers_append(h, k.c_str(), v.c_str());
     soup_server_message_set_status(msg, static_cast<guint>(response.status), nullptr);
-    if (!response.body.empty() || !response.content_type.empty()) {
-      soup_server_message_set_response(
-          msg, response.content_type.empty() ? nullptr : response.content_type.c_str(),
-          SOUP_MEMORY_COPY, response.body.data(), response.body.size());
+    if (response.bodySize() > 0 || !response.content_type.empty()) {
+      // The bytes go to libsoup without a copy: it owns a reference until written.
+      if (!response.shared_body) {
+        auto text = std::make_shared<std::string>(std::move(response.body));
+        response.shared_view = *text;
+        response.shared_body = std::move(text);
+      }
+      auto* owner = new std::shared_ptr<const void>(response.shared_body);
+      GBytes* bytes = g_bytes_new_with_free_func(
+          response.shared_view.data(), response.shared_view.size(),
+          [](gpointer p) { delete static_cast<std::shared_ptr<const void>*>(p); }, owner);
+      if (response.content_type.empty()) {
+        soup_message_headers_remove(h, "Content-Type");
+      } else {
+        soup_message_headers_replace(h, "Content-Type", response.content_type.c_str());
+      }
+      SoupMessageBody* out = soup_server_message_get_response_body(msg);
+      soup_message_body_truncate(out);
+      soup_message_body_append_bytes(out, bytes);
+      g_bytes_unref(bytes);
     }
     if (on_complete) {
       const double secs =
@@ -809,6 +1010,7 @@ Result<void> Server::start() {
     g_main_context_push_thread_default(impl->context);
     impl->soup = SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header",
                                           impl->options.server_header.c_str(), nullptr));
+    impl->initIdleReaper();
     soup_server_add_early_handler(impl->soup, nullptr, &Impl::earlyHandler, impl, nullptr);
     soup_server_add_handler(impl->soup, nullptr, &Impl::handler, impl, nullptr);
     g_signal_connect(impl->soup, "request-started", G_CALLBACK(&Impl::onRequestStarted), impl);
@@ -836,6 +1038,7 @@ Result<void> Server::start() {
       g_main_loop_run(impl->loop);
     }
     if (addr) g_object_unref(addr);
+    impl->releaseTracked();
     soup_server_disconnect(impl->soup);
     // Let libsoup finish tearing connections down before the context goes.
     while (g_main_context_iteration(impl->context, FALSE)) {

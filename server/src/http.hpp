@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -40,17 +41,51 @@ struct Request {
   std::optional<std::string> queryValue(std::string_view name) const;
 };
 
+/// A reusable byte buffer from a BufferPool; returned to the pool when the last
+/// reference goes (after libsoup has written it).
+struct Buffer {
+  std::unique_ptr<char[]> data;  ///< uninitialized on purpose: it is read into
+  std::size_t capacity = 0;
+};
+
+/// Hands out buffers of at least n bytes, reusing returned ones: serving a
+/// segment then neither maps fresh pages nor zero-fills them (bench/server).
+/// Keeps at most `max_kept` buffers of up to `max_kept_bytes` each.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  static std::shared_ptr<BufferPool> create(std::size_t max_kept = 64,
+                                            std::size_t max_kept_bytes = 4u << 20);
+  std::shared_ptr<Buffer> take(std::size_t n);
+
+ private:
+  BufferPool(std::size_t max_kept, std::size_t max_kept_bytes)
+      : max_kept_(max_kept), max_kept_bytes_(max_kept_bytes) {}
+  void give(Buffer* b) noexcept;
+
+  const std::size_t max_kept_, max_kept_bytes_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Buffer>> free_;
+};
+
 struct Response {
   int status = 200;
   std::string content_type;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Instead of `body`: bytes `shared_body` keeps alive (handed to libsoup
+  /// without a copy).
+  std::shared_ptr<const void> shared_body;
+  std::string_view shared_view;
+
+  std::size_t bodySize() const { return shared_body ? shared_view.size() : body.size(); }
 
   Response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
     return *this;
   }
   static Response json(int status, const nlohmann::json& body);
+  /// `text` is already a serialized JSON document.
+  static Response jsonText(int status, std::string text);
   /// `{"error": {"code": code, "message": message}}`
   static Response error(int status, std::string_view code, std::string_view message);
   static Response empty(int status);

@@ -45,7 +45,7 @@ void Metrics::record(const http::Request& req, const http::Response& resp, doubl
   latency_sum += seconds;
   ++latency_count;
   if (req.route.starts_with("/media/") && (resp.status == 200 || resp.status == 206)) {
-    served_bytes += resp.body.size();
+    served_bytes += resp.bodySize();
   }
 }
 

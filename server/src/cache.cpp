@@ -1,0 +1,119 @@
+#include "cache.hpp"
+
+namespace vessel::server {
+
+// --- LibraryCache ----------------------------------------------------------------
+
+std::uint64_t LibraryCache::generationLocked(const std::string& user_id) const {
+  auto it = generations_.find(user_id);
+  return epoch_ + (it == generations_.end() ? 0 : it->second);
+}
+
+std::optional<std::uint64_t> LibraryCache::begin(const std::string& user_id) {
+  if (!enabled()) return std::nullopt;
+  std::lock_guard lock(mu_);
+  if (!live_) return std::nullopt;
+  return generationLocked(user_id);
+}
+
+std::optional<std::string> LibraryCache::get(const std::string& user_id, const std::string& key) {
+  if (!enabled()) return std::nullopt;
+  std::lock_guard lock(mu_);
+  if (!live_) return std::nullopt;
+  auto it = pages_.find(key);
+  if (it == pages_.end()) return std::nullopt;
+  if (it->second.generation != generationLocked(user_id) ||
+      std::chrono::steady_clock::now() - it->second.stored > ttl_) {
+    bytes_ -= it->second.text.size() + key.size();
+    pages_.erase(it);
+    return std::nullopt;
+  }
+  return it->second.text;
+}
+
+void LibraryCache::put(const std::string& user_id, const std::string& key, std::uint64_t generation,
+                       std::string text) {
+  if (!enabled()) return;
+  std::lock_guard lock(mu_);
+  // A change arrived while the page was read: it may already be stale.
+  if (!live_ || generation != generationLocked(user_id)) return;
+  const std::size_t size = text.size() + key.size();
+  if (size > max_bytes_ / 16) return;
+  if (bytes_ + size > max_bytes_) {  // full: start over (cheap, and rare)
+    pages_.clear();
+    bytes_ = 0;
+  }
+  auto [it, inserted] = pages_.try_emplace(key);
+  if (!inserted) bytes_ -= it->second.text.size() + key.size();
+  it->second = Entry{std::move(text), generation, std::chrono::steady_clock::now()};
+  bytes_ += size;
+}
+
+void LibraryCache::invalidate(std::string_view user_id) {
+  if (!enabled()) return;
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = generations_.try_emplace(std::string(user_id), 0);
+  ++it->second;
+  // Keep the map bounded: users with no cached page need no generation, but
+  // dropping one must not make an old page look current again, so start over.
+  if (generations_.size() > 100000) {
+    generations_.clear();
+    pages_.clear();
+    bytes_ = 0;
+    ++epoch_;
+  }
+}
+
+void LibraryCache::setLive(bool live) {
+  if (!enabled()) return;
+  std::lock_guard lock(mu_);
+  if (live_ == live) return;
+  live_ = live;
+  pages_.clear();
+  bytes_ = 0;
+  ++epoch_;
+}
+
+// --- CachingUserDirectory ----------------------------------------------------------
+
+Result<std::optional<AuthUser>> CachingUserDirectory::findSession(
+    std::string_view token_hash) noexcept {
+  if (ttl_.count() <= 0) return inner_->findSession(token_hash);
+  const auto now = std::chrono::steady_clock::now();
+  std::uint64_t revocations = 0;
+  try {
+    std::lock_guard lock(mu_);
+    revocations = revocations_;
+    auto it = sessions_.find(std::string(token_hash));
+    if (it != sessions_.end()) {
+      if (now < it->second.until) return std::optional<AuthUser>(it->second.user);
+      sessions_.erase(it);
+    }
+  } catch (...) {
+    return inner_->findSession(token_hash);
+  }
+  auto found = inner_->findSession(token_hash);
+  if (found.ok() && found.value()) {
+    try {
+      std::lock_guard lock(mu_);
+      if (revocations != revocations_) return found;
+      if (sessions_.size() >= max_entries_) sessions_.clear();
+      sessions_[std::string(token_hash)] = Entry{*found.value(), now + ttl_};
+    } catch (...) {
+    }
+  }
+  return found;
+}
+
+Result<void> CachingUserDirectory::revokeSession(std::string_view token_hash) noexcept {
+  auto revoked = inner_->revokeSession(token_hash);
+  try {
+    std::lock_guard lock(mu_);
+    ++revocations_;
+    sessions_.erase(std::string(token_hash));
+  } catch (...) {
+  }
+  return revoked;
+}
+
+}  // namespace vessel::server

@@ -1,0 +1,108 @@
+// Two short-lived read caches in front of PostgreSQL for the hottest requests
+// (bench/server): the session behind a token, and the text of library pages.
+//
+// Coherence:
+// - Sessions: a positive lookup is reused for `ttl`; a logout through this
+//   server drops it at once; one through another server takes effect within
+//   `ttl` (server.session_cache_ms). Unknown tokens are never cached.
+// - Library pages: every change a page shows (insert, delete, status, error,
+//   metadata, job progress) is in the upload change feed (migration 0005), which
+//   the EventHub LISTENs to from any server; each change bumps its user's
+//   generation and so drops that user's pages. Writes made here bump it too,
+//   before they answer. A page is only cached while the listener is connected
+//   (otherwise changes could be missed) and for at most `ttl`
+//   (server.library_cache_ms), which bounds what the feed does not carry
+//   (updated_at of a content-state change).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "vessel/auth.hpp"
+
+namespace vessel::server {
+
+class LibraryCache {
+ public:
+  explicit LibraryCache(std::chrono::milliseconds ttl, std::size_t max_bytes = 16u << 20)
+      : ttl_(ttl), max_bytes_(max_bytes) {}
+
+  bool enabled() const { return ttl_.count() > 0; }
+
+  /// The generation to pass to put() for a page about to be read from the
+  /// database; nullopt when pages must not be cached now.
+  std::optional<std::uint64_t> begin(const std::string& user_id);
+  /// The cached text of `key` (which must start with the user id), if fresh.
+  std::optional<std::string> get(const std::string& user_id, const std::string& key);
+  void put(const std::string& user_id, const std::string& key, std::uint64_t generation,
+           std::string text);
+
+  /// Something of `user_id`'s library changed.
+  void invalidate(std::string_view user_id);
+  /// Whether the change feed is being received; every page is dropped on a change.
+  void setLive(bool live);
+
+ private:
+  struct Entry {
+    std::string text;
+    std::uint64_t generation = 0;
+    std::chrono::steady_clock::time_point stored;
+  };
+  std::uint64_t generationLocked(const std::string& user_id) const;
+
+  const std::chrono::milliseconds ttl_;
+  const std::size_t max_bytes_;
+  std::mutex mu_;
+  bool live_ = false;
+  std::uint64_t epoch_ = 1;  ///< bumped on setLive: drops every page at once
+  std::unordered_map<std::string, std::uint64_t> generations_;
+  std::unordered_map<std::string, Entry> pages_;
+  std::size_t bytes_ = 0;
+};
+
+/// A UserDirectory that reuses positive findSession answers for `ttl`.
+class CachingUserDirectory final : public UserDirectory {
+ public:
+  CachingUserDirectory(std::shared_ptr<UserDirectory> inner, std::chrono::milliseconds ttl,
+                       std::size_t max_entries = 100000)
+      : inner_(std::move(inner)), ttl_(ttl), max_entries_(max_entries) {}
+
+  Result<AuthUser> createUser(std::string_view email,
+                              std::string_view credential) noexcept override {
+    return inner_->createUser(email, credential);
+  }
+  Result<std::optional<StoredUser>> findUserByEmail(std::string_view email) noexcept override {
+    return inner_->findUserByEmail(email);
+  }
+  Result<AuthUser> findOrCreateUser(std::string_view email) noexcept override {
+    return inner_->findOrCreateUser(email);
+  }
+  Result<void> createSession(std::string_view token_hash, std::string_view user_id,
+                             std::chrono::system_clock::time_point expires_at) noexcept override {
+    return inner_->createSession(token_hash, user_id, expires_at);
+  }
+  Result<std::optional<AuthUser>> findSession(std::string_view token_hash) noexcept override;
+  Result<void> revokeSession(std::string_view token_hash) noexcept override;
+
+  UserDirectory& inner() { return *inner_; }
+
+ private:
+  struct Entry {
+    AuthUser user;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::shared_ptr<UserDirectory> inner_;
+  const std::chrono::milliseconds ttl_;
+  const std::size_t max_entries_;
+  std::mutex mu_;
+  std::uint64_t revocations_ = 0;  ///< a lookup that overlapped a revocation is not stored
+  std::unordered_map<std::string, Entry> sessions_;
+};
+
+}  // namespace vessel::server
