@@ -350,6 +350,9 @@ bool report(Shared& sh, ServerApi& api, const std::string& what, const std::stri
 void runClaimed(Shared& sh, ServerApi& api, const std::string& worker,
                 const protocol::ClaimResponse& claim) {
   const ClaimedJob& job = claim.job;
+  log::Context log_ctx({{"job_id", static_cast<long long>(job.job_id)},
+                        {"upload_id", job.upload_id},
+                        {"user_id", job.user_id}});
   const std::string job_path = "/internal/v1/jobs/" + std::to_string(job.job_id);
   log::info("job claimed", {{"worker", worker},
                             {"job_id", ll(job.job_id)},

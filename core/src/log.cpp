@@ -7,12 +7,22 @@
 #include <ctime>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace vessel::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::mutex g_mu;
+
+// This thread's context fields, innermost last; `depth` counts live Contexts.
+struct ThreadContext {
+  std::vector<std::pair<std::string, Value>> fields;
+  int depth = 0;
+};
+thread_local ThreadContext t_context;
 
 const char* levelName(Level l) {
   switch (l) {
@@ -43,6 +53,21 @@ std::string nowIso() {
 
 }  // namespace
 
+Context::Context(std::initializer_list<Field> fields) : mark_(t_context.fields.size()) {
+  ++t_context.depth;
+  for (const auto& [k, v] : fields) add(k, v);
+}
+
+Context::~Context() {
+  t_context.fields.resize(mark_);
+  --t_context.depth;
+}
+
+void Context::add(std::string_view key, Value value) {
+  if (t_context.depth == 0) return;
+  t_context.fields.emplace_back(std::string(key), std::move(value));
+}
+
 void setLevel(std::string_view level) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
     if (level == levelName(l)) g_level.store(static_cast<int>(l));
@@ -57,6 +82,10 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
   j["ts"] = nowIso();
   j["level"] = levelName(level);
   j["msg"] = std::string(message);
+  // Later context fields (inner, or added later) replace earlier ones.
+  for (const auto& [k, v] : t_context.fields) {
+    std::visit([&j, key = k](const auto& x) { j[key] = x; }, v);
+  }
   for (const auto& [k, v] : fields) {
     // (An init-capture: clang before 16 cannot capture a structured binding.)
     std::visit([&j, key = std::string(k)](const auto& x) { j[key] = x; }, v);

@@ -238,6 +238,10 @@ void WorkerPool::threadMain(int index) {
       continue;
     }
     const ClaimedJob job = *claimed.value();
+    // Every line about this job names it, its upload and its user.
+    log::Context log_ctx({{"job_id", static_cast<long long>(job.job_id)},
+                          {"upload_id", job.upload_id},
+                          {"user_id", job.user_id}});
     log::info("job claimed", {{"worker", owner},
                               {"job_id", static_cast<long long>(job.job_id)},
                               {"attempt", static_cast<long long>(job.attempt)},

@@ -86,6 +86,11 @@ std::vector<ConfigField> serverConfigFields() {
   f.push_back(field("server.limits.min_body_rate", ConfigType::kInt, std::int64_t{1024},
                     "bytes/s a request body must average after its first 10 s (slower: cut off)"));
   f.back().min_int = 0;
+  f.push_back(field("server.limits.max_header_bytes", ConfigType::kInt, std::int64_t{16384},
+                    "a request line plus headers over this is answered 431 (at most 65536: "
+                    "libsoup's own limit)"));
+  f.back().min_int = 1024;
+  f.back().max_int = 65536;
   f.push_back(field("server.limits.max_requests", ConfigType::kInt, std::int64_t{4096},
                     "requests in progress above this are answered 503 at once"));
   f.back().min_int = 1;
@@ -179,7 +184,9 @@ Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
   ar.cookie_token = cookie;
   ar.peer_address = req.peer;
   ar.header = [&req](std::string_view name) { return req.header(name); };
-  return auth->authenticate(*users, ar);
+  auto who = auth->authenticate(*users, ar);
+  if (who.ok() && who.value()) log::Context::add("user_id", who.value()->id);
+  return who;
 }
 
 void App::libraryChanged(const std::string& user_id) const {
@@ -487,6 +494,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   ho.header_timeout_s = static_cast<int>(c.getInt("server.limits.header_timeout_s"));
   ho.min_body_rate = static_cast<std::uint64_t>(c.getInt("server.limits.min_body_rate"));
   ho.max_requests = static_cast<std::size_t>(c.getInt("server.limits.max_requests"));
+  ho.max_header_bytes = static_cast<std::size_t>(c.getInt("server.limits.max_header_bytes"));
   impl->auth_per_address = std::make_unique<server::RateLimiter>(
       static_cast<int>(c.getInt("server.rate_limit.auth_per_minute")));
   impl->login_per_account = std::make_unique<server::RateLimiter>(

@@ -539,6 +539,19 @@ struct Server::Impl {
                      self);
   }
 
+  // Every log line a handler writes names its request (and upload, when the
+  // route has one); App::caller adds the user.
+  static void addLogFields(const Request& req) {
+    log::Context::add("request_id", req.request_id);
+    std::string_view upload;
+    if (auto it = req.params.find("upload"); it != req.params.end()) upload = it->second;
+    if (auto it = req.params.find("id");
+        it != req.params.end() && req.path.starts_with("/api/v1/uploads/")) {
+      upload = it->second;
+    }
+    if (!upload.empty()) log::Context::add("upload_id", std::string(upload));
+  }
+
   static void cut(SoupServerMessage* msg) {
     if (GSocket* sock = soup_server_message_get_socket(msg))
       g_socket_shutdown(sock, TRUE, TRUE, nullptr);
@@ -664,6 +677,8 @@ struct Server::Impl {
     st->body_bytes += n;
     if (st->sink) {
       if (st->early || st->sink_done) return;  // already failed: drain
+      log::Context ctx;
+      addLogFields(st->request);
       Result<void> r = st->sink->chunk(std::string_view(data, n));
       if (!r.ok()) {
         st->sink->abort();
@@ -697,6 +712,8 @@ struct Server::Impl {
     if (st->stream) st->stream->finished();
     if (st->sink && !st->sink_done) {
       st->sink_done = true;
+      log::Context ctx;
+      addLogFields(st->request);
       st->sink->abort();
     }
   }
@@ -737,6 +754,20 @@ struct Server::Impl {
         },
         &req.headers);
     if (const char* host = soup_server_message_get_remote_host(msg)) req.peer = host;
+
+    // libsoup itself stops reading a head at 64 KiB; ours is the configured limit.
+    std::size_t head_bytes = req.path.size() + req.method.size();
+    if (const char* raw = g_uri_get_query(uri)) head_bytes += std::strlen(raw);
+    for (const auto& [k, v] : req.headers) head_bytes += k.size() + v.size() + 4;
+    if (head_bytes > self->options.max_header_bytes) {
+      soup_message_headers_append(soup_server_message_get_response_headers(msg), "connection",
+                                  "close");
+      self->apply(msg, st,
+                  Response::error(431, "headers_too_large",
+                                  "the request head is over " +
+                                      std::to_string(self->options.max_header_bytes) + " bytes"));
+      return;
+    }
 
     if (self->active.load() > self->options.max_requests) {
       soup_message_headers_append(soup_server_message_get_response_headers(msg), "connection",
@@ -779,6 +810,8 @@ struct Server::Impl {
     const goffset declared = soup_message_headers_get_content_length(rh);
     const bool has_length = soup_message_headers_get_encoding(rh) == SOUP_ENCODING_CONTENT_LENGTH;
     if (st->route->stream) {
+      log::Context ctx;
+      addLogFields(req);
       auto outcome = st->route->stream(req);
       if (auto* refused = std::get_if<Response>(&outcome)) {
         self->apply(msg, st, std::move(*refused));
@@ -806,6 +839,8 @@ struct Server::Impl {
     pool->post([this, msg, st] {
       std::variant<Response, StreamStart> outcome =
           Response::error(500, "internal", "internal error");
+      log::Context ctx;
+      addLogFields(st->request);
       try {
         outcome = st->route->events(st->request);
       } catch (const std::exception& e) {
@@ -875,6 +910,8 @@ struct Server::Impl {
     }
     if (st->sink) {
       st->sink_done = true;
+      log::Context ctx;
+      addLogFields(st->request);
       self->apply(msg, st, st->sink->finish());
       return;
     }
@@ -896,6 +933,8 @@ struct Server::Impl {
     self->in_flight.fetch_add(1);
     self->pool->post([self, msg, st] {
       Response response;
+      log::Context ctx;
+      addLogFields(st->request);
       try {
         response = st->route->handler(st->request);
       } catch (const std::exception& e) {

@@ -146,6 +146,8 @@ struct ServerOptions {
   int header_timeout_s = 15;
   /// ... and a body must keep up this average rate once `body_grace_s` passed.
   std::uint64_t min_body_rate = 1024;  ///< bytes per second
+  /// Request line + headers over this are answered 431 (libsoup's own hard cap is 64 KiB).
+  std::size_t max_header_bytes = 16 * 1024;
   int body_grace_s = 10;
   /// Requests in progress above this are answered 503 at once.
   std::size_t max_requests = 4096;

@@ -13,7 +13,8 @@ been dropped by the change feed (LISTEN) or by the server's own write:
 - a segment of an upload that stops being ready is 404 within a few seconds;
 - a logout through this server refuses the token on the very next request; a
   session revoked in the database (a logout through another server) is refused
-  within session_cache_ms (1 s by default).
+  within session_cache_ms (1 s by default);
+- and every log line about an upload names its request or job (log::Context).
 
 Exit 0 pass, 1 fail, 77 skip. 127.0.0.1 only."""
 
@@ -53,6 +54,20 @@ def main(ck: sh.Checks) -> None:
         server = sh.Server("cache", workers=1,
                            env_extra={"VESSEL_SERVER_LIBRARY_CACHE_MS": "60000"})
         run_checks(ck, server, media)
+        ck.section("structured logs name what they are about")
+        records = server.log_records()
+        about_upload = [r for r in records if "upload_id" in r]
+        orphans = [r for r in about_upload if "request_id" not in r and "job_id" not in r]
+        ck.check(about_upload and not orphans,
+                 f"each of the {len(about_upload)} lines about an upload names its request or job",
+                 orphans[:3])
+        job_lines = [r for r in records if "job_id" in r]
+        ck.check(job_lines and all("upload_id" in r and "user_id" in r for r in job_lines),
+                 f"each of the {len(job_lines)} lines about a job names its upload and user",
+                 [r for r in job_lines if "upload_id" not in r or "user_id" not in r][:3])
+        with_request = [r for r in records if "request_id" in r and "upload_id" in r]
+        ck.check(any("user_id" in r for r in with_request),
+                 "request lines carry the caller's user_id")
         ck.section("stop")
         ck.check("handler threw" not in server.log_text(), "server stderr has no 'handler threw' line")
         code, secs = server.stop(timeout=30)

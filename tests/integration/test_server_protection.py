@@ -224,6 +224,26 @@ def main():
             how, secs = results.get(name, ("?", 0))
             check(how == "cut" and secs < limit, f"a trickled {name} is cut off ({how} after {secs:.0f} s)")
 
+        # --- header size: ours (16 KiB by default) → 431 JSON; past libsoup's own 64 KiB
+        # the connection is refused; either way the server stays up
+        st, _, body = call(base + "/healthz", headers={"X-Big": "a" * 20000})
+        err = json.loads(body).get("error", {}) if body.startswith(b"{") else {}
+        check(st == 431 and err.get("code") == "headers_too_large",
+              f"a 20 KB header → 431 headers_too_large ({st} {body[:80]!r})")
+        st, _, _ = call(base + "/healthz", headers={"X-Big": "a" * 12000})
+        check(st == 200, f"a 12 KB header is fine ({st})")
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 80000 + b"\r\n\r\n")
+            reply = s.recv(200)
+        except OSError as e:
+            reply = repr(e).encode()
+        finally:
+            s.close()
+        check(not reply.startswith(b"HTTP/1.1 200"), f"an 80 KB head is not served ({reply[:40]!r})")
+        st, _, _ = call(base + "/healthz")
+        check(st == 200, "and the server still answers")
+
         # --- metrics
         st, _, _ = call(base + "/metrics")
         check(st == 401, f"/metrics without its token → 401 ({st})")

@@ -2,6 +2,7 @@
 // Field values are strings or numbers; never pass secrets.
 #pragma once
 
+#include <cstddef>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -19,6 +20,23 @@ using Field = std::pair<std::string_view, Value>;
 void setLevel(std::string_view level);
 bool enabled(Level level);
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
+
+/// Fields added to every line this thread writes while the Context lives (the
+/// request, user, upload and job a line is about). Contexts nest; a field given
+/// to write() wins over a context field of the same name.
+class Context {
+ public:
+  explicit Context(std::initializer_list<Field> fields = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  /// Adds (or replaces) a field of the innermost live Context of this thread;
+  /// ignored when there is none.
+  static void add(std::string_view key, Value value);
+
+ private:
+  std::size_t mark_;
+};
 
 inline void debug(std::string_view m, std::initializer_list<Field> f = {}) {
   write(Level::kDebug, m, f);
