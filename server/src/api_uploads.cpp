@@ -71,15 +71,36 @@ class OriginalSink final : public http::BodySink {
     if (!done_) abort();
   }
 
+  // libsoup hands the body over in 8 KiB pieces; the store gets 1 MiB writes
+  // (a 2 GiB PUT: 2,048 writes instead of 262,144; bench/server).
   Result<void> chunk(std::string_view data) noexcept override {
-    if (writer_->bytesWritten() + data.size() > static_cast<std::uint64_t>(upload_.size_bytes)) {
+    if (received_ + data.size() > static_cast<std::uint64_t>(upload_.size_bytes)) {
       return makeError(ErrorCode::kInvalidArgument, "body longer than the declared size");
     }
-    return writer_->write(std::as_bytes(std::span(data.data(), data.size())));
+    received_ += data.size();
+    try {
+      if (pending_.capacity() < kWriteBytes) pending_.reserve(kWriteBytes);
+    } catch (...) {
+      return makeError(ErrorCode::kInternal, "out of memory");
+    }
+    while (!data.empty()) {
+      const std::size_t n = std::min(data.size(), kWriteBytes - pending_.size());
+      pending_.append(data.data(), n);
+      data.remove_prefix(n);
+      if (pending_.size() == kWriteBytes) {
+        if (auto r = flush(); !r.ok()) return r;
+      }
+    }
+    return {};
   }
 
   http::Response finish() noexcept override {
     done_ = true;
+    if (auto r = flush(); !r.ok()) {
+      writer_->abort();
+      release(false);
+      return storageRefused(r.error(), upload_.id);
+    }
     if (writer_->bytesWritten() != static_cast<std::uint64_t>(upload_.size_bytes)) {
       writer_->abort();
       release(false);
@@ -127,9 +148,19 @@ class OriginalSink final : public http::BodySink {
     }
   }
 
+  Result<void> flush() noexcept {
+    if (pending_.empty()) return {};
+    auto r = writer_->write(std::as_bytes(std::span(pending_.data(), pending_.size())));
+    pending_.clear();
+    return r;
+  }
+
+  static constexpr std::size_t kWriteBytes = 1u << 20;
   App& app_;
   UploadRecord upload_;
   std::unique_ptr<ObjectWriter> writer_;
+  std::string pending_;  ///< received, not yet written
+  std::uint64_t received_ = 0;
   bool done_ = false;
   bool released_ = false;
 };

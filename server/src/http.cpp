@@ -677,8 +677,6 @@ struct Server::Impl {
     st->body_bytes += n;
     if (st->sink) {
       if (st->early || st->sink_done) return;  // already failed: drain
-      log::Context ctx;
-      addLogFields(st->request);
       Result<void> r = st->sink->chunk(std::string_view(data, n));
       if (!r.ok()) {
         st->sink->abort();
