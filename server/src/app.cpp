@@ -91,6 +91,10 @@ std::vector<ConfigField> serverConfigFields() {
                     "libsoup's own limit)"));
   f.back().min_int = 1024;
   f.back().max_int = 65536;
+  f.push_back(field("server.limits.request_timeout_s", ConfigType::kInt, std::int64_t{30},
+                    "a request not answered within this gets 503 timeout (uploads and event "
+                    "streams excepted)"));
+  f.back().min_int = 1;
   f.push_back(field("server.limits.max_requests", ConfigType::kInt, std::int64_t{4096},
                     "requests in progress above this are answered 503 at once"));
   f.back().min_int = 1;
@@ -495,6 +499,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   ho.min_body_rate = static_cast<std::uint64_t>(c.getInt("server.limits.min_body_rate"));
   ho.max_requests = static_cast<std::size_t>(c.getInt("server.limits.max_requests"));
   ho.max_header_bytes = static_cast<std::size_t>(c.getInt("server.limits.max_header_bytes"));
+  ho.request_timeout_s = static_cast<int>(c.getInt("server.limits.request_timeout_s"));
   impl->auth_per_address = std::make_unique<server::RateLimiter>(
       static_cast<int>(c.getInt("server.rate_limit.auth_per_minute")));
   impl->login_per_account = std::make_unique<server::RateLimiter>(

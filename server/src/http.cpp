@@ -321,6 +321,8 @@ struct Server::Impl {
     bool sink_done = false;
     bool finished = false;
     bool counted = false;
+    bool answered = false;        ///< a pool handler's response (or its 503) was applied
+    GSource* deadline = nullptr;  ///< request_timeout_s for a pool handler
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
 
@@ -929,6 +931,32 @@ struct Server::Impl {
     g_object_ref(msg);
     st->counted = true;
     self->in_flight.fetch_add(1);
+    // A handler stuck (a locked table, a hung store) is answered 503 at the
+    // deadline; its late result is dropped.
+    st->deadline =
+        g_timeout_source_new_seconds(static_cast<guint>(self->options.request_timeout_s));
+    g_source_set_callback(
+        st->deadline,
+        [](gpointer p) -> gboolean {
+          auto* m = static_cast<SoupServerMessage*>(p);
+          MsgState* s = stateOf(m);
+          if (s && !s->finished && !s->answered) {
+            s->answered = true;
+            log::warn("request timed out",
+                      {{"request_id", s->request.request_id},
+                       {"path", s->request.path},
+                       {"seconds", static_cast<long long>(s->impl->options.request_timeout_s)}});
+            soup_message_headers_append(soup_server_message_get_response_headers(m), "retry-after",
+                                        "5");
+            s->impl->apply(
+                m, s,
+                Response::error(503, "timeout", "the request took too long; try again later"));
+            soup_server_message_unpause(m);
+          }
+          return G_SOURCE_REMOVE;
+        },
+        g_object_ref(msg), g_object_unref);
+    g_source_attach(st->deadline, self->context);
     self->pool->post([self, msg, st] {
       Response response;
       log::Context ctx;
@@ -952,7 +980,13 @@ struct Server::Impl {
           self->context, G_PRIORITY_DEFAULT,
           [](gpointer p) -> gboolean {
             auto* d = static_cast<Done*>(p);
-            if (!d->st->finished) {
+            if (d->st->deadline) {
+              g_source_destroy(d->st->deadline);
+              g_source_unref(d->st->deadline);
+              d->st->deadline = nullptr;
+            }
+            if (!d->st->finished && !d->st->answered) {
+              d->st->answered = true;
               d->self->apply(d->msg, d->st, std::move(d->response));
               soup_server_message_unpause(d->msg);
             }

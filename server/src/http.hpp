@@ -148,6 +148,9 @@ struct ServerOptions {
   std::uint64_t min_body_rate = 1024;  ///< bytes per second
   /// Request line + headers over this are answered 431 (libsoup's own hard cap is 64 KiB).
   std::size_t max_header_bytes = 16 * 1024;
+  /// A route handler (not an upload body or an event stream) that has not
+  /// answered within this gets 503 timeout.
+  int request_timeout_s = 30;
   int body_grace_s = 10;
   /// Requests in progress above this are answered 503 at once.
   std::size_t max_requests = 4096;

@@ -26,6 +26,7 @@ import urllib.request
 
 VESSEL = os.environ.get("VESSEL_BIN", "build/server/vessel")
 METRICS_TOKEN = "metrics-token-for-tests"
+REQUEST_TIMEOUT_S = 3
 failures = []
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -59,7 +60,8 @@ def main():
                # Fast hashes: the limits, not scrypt, must decide the timing here.
                VESSEL_AUTH_LOCAL_SCRYPT_N="16384",
                VESSEL_SERVER_RATE_LIMIT_LOGIN_PER_MINUTE="4",
-               VESSEL_SERVER_ALLOWED_ORIGINS="http://app.example")
+               VESSEL_SERVER_ALLOWED_ORIGINS="http://app.example",
+               VESSEL_SERVER_LIMITS_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S))
     proc = subprocess.Popen([VESSEL, "serve", "--data-dir", os.path.join(tmp, "var"), "--listen",
                              "127.0.0.1:0", "--workers", "1"], stderr=log, env=env)
     base = None
@@ -243,6 +245,28 @@ def main():
         check(not reply.startswith(b"HTTP/1.1 200"), f"an 80 KB head is not served ({reply[:40]!r})")
         st, _, _ = call(base + "/healthz")
         check(st == 200, "and the server still answers")
+
+        # --- request timeout: a handler stuck on a locked table is answered 503 at
+        # server.limits.request_timeout_s; the server recovers once the lock goes
+        locker = subprocess.Popen(
+            ["psql", "-X", "-q", "-h", os.path.join(tmp, "var", "run"), "-U", "vessel", "-d", "vessel",
+             "-c", "BEGIN; LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # the lock is taken
+        t0 = time.time()
+        st, hdrs, body = call(base + "/api/v1/uploads?q=not-cached", headers=auth)
+        took = time.time() - t0
+        err = json.loads(body).get("error", {}) if body.startswith(b"{") else {}
+        check(st == 503 and err.get("code") == "timeout" and
+              REQUEST_TIMEOUT_S - 1 <= took < REQUEST_TIMEOUT_S + 2 and
+              "retry-after" in {k.lower() for k in hdrs},
+              f"a request stuck on a locked table → 503 timeout after {took:.1f} s "
+              f"(request_timeout_s {REQUEST_TIMEOUT_S}; {st} {body[:60]!r})")
+        st, _, _ = call(base + "/healthz")
+        check(st == 200, "/healthz answers meanwhile")
+        locker.wait(timeout=30)
+        st, _, _ = call(base + "/api/v1/uploads?q=not-cached", headers=auth)
+        check(st == 200, f"the same request is 200 once the lock is gone ({st})")
 
         # --- metrics
         st, _, _ = call(base + "/metrics")
