@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "app.hpp"
+#include "cache.hpp"
 #include "vessel/log.hpp"
 
 namespace vessel::server {
@@ -133,7 +134,10 @@ void addAuthRoutes(http::Server& server, App& app) {
     // The session the caller authenticated with: the bearer token wins, as in caller().
     std::string token = app.bearerToken(req);
     if (token.empty()) token = app.cookieToken(req);
-    if (auto r = app.auth->logout(*app.users, token); !r.ok()) return authError(r.error());
+    const std::string key = app.sessionKey(req);
+    auto out = app.auth->logout(*app.users, token);
+    app.session_cache->revoke(key);  // also after a failure: ask the database next time
+    if (!out.ok()) return authError(out.error());
     http::Response r = http::Response::empty(204);
     r.header("set-cookie", sessionCookie(app.settings, "", 0));
     return r;

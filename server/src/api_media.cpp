@@ -143,6 +143,168 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
   return std::optional<std::string>(std::move(out));
 }
 
+// GET /media/…: the owner (session or stream token) gets a ready upload's
+// playlists and segments. With `fast` (on the server thread, see
+// http::Server::fastPath) it answers only what needs no database: a cached
+// session, an upload cached as ready, and reads from local storage; nullopt
+// otherwise.
+std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool fast) {
+  if (fast && !app.settings.inline_media) return std::nullopt;
+  const std::string path = req.param("path");
+  const char* type = servedType(path);
+  // A stream token stands in for the session, for this upload only.
+  const std::string token = req.queryValue("st").value_or("");
+  std::string caller_id;
+  if (!token.empty()) {
+    const SignatureCheck check =
+        checkStreamToken(app.settings.secret_key, req.param("upload"), token, nowUnix());
+    if (check == SignatureCheck::kExpired) {
+      return http::Response::error(403, "url_expired", "the stream URL has expired");
+    }
+    if (check != SignatureCheck::kValid) return notFound();
+    caller_id = req.param("user");  // checked against the upload's owner below
+  } else if (fast) {
+    auto cached = app.cachedCaller(req);
+    if (!cached) return std::nullopt;
+    caller_id = cached->id;
+  } else {
+    VESSEL_REQUIRE_CALLER(app, req, caller);
+    caller_id = caller.id;
+  }
+  const AuthUser caller{caller_id, ""};
+  // Another user's prefix, an unknown upload and an unserved path all look alike.
+  if (!type || req.param("user") != caller.id) return notFound();
+  // "This upload is the caller's and ready", remembered like a library page
+  // (dropped by any change to the caller's library, see cache.hpp).
+  const std::string upload_id = req.param("upload");
+  const std::string ready_key = caller.id + std::string("\0ready\0", 7) + upload_id;
+  if (!app.library_cache->get(caller.id, ready_key)) {
+    if (fast) return std::nullopt;
+    const auto generation = app.library_cache->begin(caller.id);
+    auto store = app.store();
+    if (!store.ok()) return http::errorResponse(store.error());
+    auto upload = store.value()->getUpload(upload_id);
+    if (!upload.ok()) return http::errorResponse(upload.error());
+    if (!upload.value() || upload.value()->user_id != caller.id ||
+        upload.value()->status != "ready") {
+      return notFound();
+    }
+    if (generation) app.library_cache->put(caller.id, ready_key, *generation, "1");
+  }
+  const std::string prefix = uploadPrefix(caller.id, upload_id);
+  const std::string key = prefix + path;
+  const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
+  // A store clients can reach (S3): segments are fetched from it directly
+  // with short-lived presigned URLs, so private buckets stream too.
+  if (!playlist) {
+    auto direct = app.storage->presignGet(key, kSegmentUrlTtlSeconds);
+    if (!direct.ok()) return http::errorResponse(direct.error());
+    if (direct.value()) {
+      http::Response r = http::Response::empty(302);
+      r.header("location", direct.value()->url).header("cache-control", "private, no-store");
+      return r;
+    }
+  }
+  auto info = app.storage->stat(key);
+  if (!info.ok()) {
+    return info.error().code == ErrorCode::kNotFound ? notFound()
+                                                     : http::errorResponse(info.error());
+  }
+  const std::uint64_t size = info.value().size_bytes;
+  char etag[64];
+  std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
+                static_cast<unsigned long long>(info.value().modified_unix_ms));
+  // A ready upload's files never change (a new attempt only follows a
+  // failure), but the cache must stay private: the URL grants nothing alone.
+  const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
+
+  std::string gz_etag = etag;
+  gz_etag.insert(gz_etag.size() - 1, "-gz");
+  if (auto inm = req.header("if-none-match");
+      inm && (*inm == etag || *inm == gz_etag || *inm == "*")) {
+    http::Response r = http::Response::empty(304);
+    r.header("etag", etag).header("cache-control", cache);
+    return r;
+  }
+  std::uint64_t first = 0, count = size;
+  int status = 200;
+  if (auto range = req.header("range")) {
+    bool unsatisfiable = false;
+    auto r = parseRange(*range, size, unsatisfiable);
+    if (unsatisfiable) {
+      http::Response resp =
+          http::Response::error(416, "range_not_satisfiable", "the range starts past the end");
+      resp.header("content-range", "bytes */" + std::to_string(size));
+      return resp;
+    }
+    if (r) {
+      first = r->first;
+      count = r->last - r->first + 1;
+      status = 206;
+    }
+  }
+  auto reader = app.storage->openReader(key, first, count);
+  if (!reader.ok()) return http::errorResponse(reader.error());
+  http::Response resp;
+  resp.status = status;
+  resp.content_type = type;
+  // Segments are read into a pooled buffer that libsoup writes from without a
+  // copy; playlists into the string they are rewritten in.
+  static const std::shared_ptr<http::BufferPool> pool = http::BufferPool::create();
+  std::shared_ptr<http::Buffer> buffer;
+  char* into = nullptr;
+  if (playlist) {
+    resp.body.resize(count);
+    into = resp.body.data();
+  } else {
+    buffer = pool->take(count);
+    into = buffer->data.get();
+  }
+  std::size_t got = 0;
+  while (got < count) {
+    auto n = reader.value()->read(std::as_writable_bytes(std::span(into + got, count - got)));
+    if (!n.ok()) return http::errorResponse(n.error());
+    if (n.value() == 0) break;
+    got += n.value();
+  }
+  if (got != count) {
+    return http::Response::error(503, "unavailable", "the file changed while it was read");
+  }
+  if (buffer) {
+    resp.shared_view = std::string_view(into, count);
+    resp.shared_body = std::move(buffer);
+  }
+  if (playlist && path != "master.m3u8" && status == 200) {
+    auto rewritten = presignSegments(app, resp.body, prefix + path.substr(0, path.find('/') + 1));
+    if (!rewritten.ok()) return http::errorResponse(rewritten.error());
+    if (rewritten.value()) {
+      resp.body = std::move(*rewritten.value());
+      // The URIs inside expire: never reuse this body from a cache.
+      resp.header("cache-control", "private, no-store");
+      maybeCompress(req, resp);
+      return resp;
+    }
+  }
+  if (playlist && !token.empty() && status == 200) {
+    resp.body = withToken(resp.body, token);
+    resp.header("cache-control", "private, no-store");
+    maybeCompress(req, resp);
+    return resp;
+  }
+  if (playlist) maybeCompress(req, resp);
+  std::string tag = etag;
+  for (const auto& [k, v] : resp.headers) {
+    if (k == "content-encoding") tag.insert(tag.size() - 1, "-gz");  // another representation
+  }
+  resp.header("etag", tag).header("cache-control", cache).header("accept-ranges", "bytes");
+  if (status == 206) {
+    resp.header("content-range", "bytes " + std::to_string(first) + "-" +
+                                     std::to_string(first + count - 1) + "/" +
+                                     std::to_string(size));
+  }
+  return resp;
+}
+
 }  // namespace
 
 void addMediaRoutes(http::Server& server, App& app) {
@@ -170,156 +332,10 @@ void addMediaRoutes(http::Server& server, App& app) {
     return r;
   });
 
-  server.route("GET", "/media/{user}/{upload}/{path*}", [&app](http::Request& req) {
-    const std::string path = req.param("path");
-    const char* type = servedType(path);
-    // A stream token stands in for the session, for this upload only.
-    const std::string token = req.queryValue("st").value_or("");
-    std::string caller_id;
-    if (!token.empty()) {
-      const SignatureCheck check =
-          checkStreamToken(app.settings.secret_key, req.param("upload"), token, nowUnix());
-      if (check == SignatureCheck::kExpired) {
-        return http::Response::error(403, "url_expired", "the stream URL has expired");
-      }
-      if (check != SignatureCheck::kValid) return notFound();
-      caller_id = req.param("user");  // checked against the upload's owner below
-    } else {
-      VESSEL_REQUIRE_CALLER(app, req, caller);
-      caller_id = caller.id;
-    }
-    const AuthUser caller{caller_id, ""};
-    // Another user's prefix, an unknown upload and an unserved path all look alike.
-    if (!type || req.param("user") != caller.id) return notFound();
-    // "This upload is the caller's and ready", remembered like a library page
-    // (dropped by any change to the caller's library, see cache.hpp).
-    const std::string upload_id = req.param("upload");
-    const std::string ready_key = caller.id + std::string("\0ready\0", 7) + upload_id;
-    if (!app.library_cache->get(caller.id, ready_key)) {
-      const auto generation = app.library_cache->begin(caller.id);
-      auto store = app.store();
-      if (!store.ok()) return http::errorResponse(store.error());
-      auto upload = store.value()->getUpload(upload_id);
-      if (!upload.ok()) return http::errorResponse(upload.error());
-      if (!upload.value() || upload.value()->user_id != caller.id ||
-          upload.value()->status != "ready") {
-        return notFound();
-      }
-      if (generation) app.library_cache->put(caller.id, ready_key, *generation, "1");
-    }
-    const std::string prefix = uploadPrefix(caller.id, upload_id);
-    const std::string key = prefix + path;
-    const bool playlist = std::string_view(type) == "application/vnd.apple.mpegurl";
-    // A store clients can reach (S3): segments are fetched from it directly
-    // with short-lived presigned URLs, so private buckets stream too.
-    if (!playlist) {
-      auto direct = app.storage->presignGet(key, kSegmentUrlTtlSeconds);
-      if (!direct.ok()) return http::errorResponse(direct.error());
-      if (direct.value()) {
-        http::Response r = http::Response::empty(302);
-        r.header("location", direct.value()->url).header("cache-control", "private, no-store");
-        return r;
-      }
-    }
-    auto info = app.storage->stat(key);
-    if (!info.ok()) {
-      return info.error().code == ErrorCode::kNotFound ? notFound()
-                                                       : http::errorResponse(info.error());
-    }
-    const std::uint64_t size = info.value().size_bytes;
-    char etag[64];
-    std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
-                  static_cast<unsigned long long>(info.value().modified_unix_ms));
-    // A ready upload's files never change (a new attempt only follows a
-    // failure), but the cache must stay private: the URL grants nothing alone.
-    const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
-
-    std::string gz_etag = etag;
-    gz_etag.insert(gz_etag.size() - 1, "-gz");
-    if (auto inm = req.header("if-none-match");
-        inm && (*inm == etag || *inm == gz_etag || *inm == "*")) {
-      http::Response r = http::Response::empty(304);
-      r.header("etag", etag).header("cache-control", cache);
-      return r;
-    }
-    std::uint64_t first = 0, count = size;
-    int status = 200;
-    if (auto range = req.header("range")) {
-      bool unsatisfiable = false;
-      auto r = parseRange(*range, size, unsatisfiable);
-      if (unsatisfiable) {
-        http::Response resp =
-            http::Response::error(416, "range_not_satisfiable", "the range starts past the end");
-        resp.header("content-range", "bytes */" + std::to_string(size));
-        return resp;
-      }
-      if (r) {
-        first = r->first;
-        count = r->last - r->first + 1;
-        status = 206;
-      }
-    }
-    auto reader = app.storage->openReader(key, first, count);
-    if (!reader.ok()) return http::errorResponse(reader.error());
-    http::Response resp;
-    resp.status = status;
-    resp.content_type = type;
-    // Segments are read into a pooled buffer that libsoup writes from without a
-    // copy; playlists into the string they are rewritten in.
-    static const std::shared_ptr<http::BufferPool> pool = http::BufferPool::create();
-    std::shared_ptr<http::Buffer> buffer;
-    char* into = nullptr;
-    if (playlist) {
-      resp.body.resize(count);
-      into = resp.body.data();
-    } else {
-      buffer = pool->take(count);
-      into = buffer->data.get();
-    }
-    std::size_t got = 0;
-    while (got < count) {
-      auto n = reader.value()->read(std::as_writable_bytes(std::span(into + got, count - got)));
-      if (!n.ok()) return http::errorResponse(n.error());
-      if (n.value() == 0) break;
-      got += n.value();
-    }
-    if (got != count) {
-      return http::Response::error(503, "unavailable", "the file changed while it was read");
-    }
-    if (buffer) {
-      resp.shared_view = std::string_view(into, count);
-      resp.shared_body = std::move(buffer);
-    }
-    if (playlist && path != "master.m3u8" && status == 200) {
-      auto rewritten = presignSegments(app, resp.body, prefix + path.substr(0, path.find('/') + 1));
-      if (!rewritten.ok()) return http::errorResponse(rewritten.error());
-      if (rewritten.value()) {
-        resp.body = std::move(*rewritten.value());
-        // The URIs inside expire: never reuse this body from a cache.
-        resp.header("cache-control", "private, no-store");
-        maybeCompress(req, resp);
-        return resp;
-      }
-    }
-    if (playlist && !token.empty() && status == 200) {
-      resp.body = withToken(resp.body, token);
-      resp.header("cache-control", "private, no-store");
-      maybeCompress(req, resp);
-      return resp;
-    }
-    if (playlist) maybeCompress(req, resp);
-    std::string tag = etag;
-    for (const auto& [k, v] : resp.headers) {
-      if (k == "content-encoding") tag.insert(tag.size() - 1, "-gz");  // another representation
-    }
-    resp.header("etag", tag).header("cache-control", cache).header("accept-ranges", "bytes");
-    if (status == 206) {
-      resp.header("content-range", "bytes " + std::to_string(first) + "-" +
-                                       std::to_string(first + count - 1) + "/" +
-                                       std::to_string(size));
-    }
-    return resp;
-  });
+  server.route("GET", "/media/{user}/{upload}/{path*}",
+               [&app](http::Request& req) { return *mediaResponse(app, req, false); });
+  server.fastPath("GET", "/media/{user}/{upload}/{path*}",
+                  [&app](http::Request& req) { return mediaResponse(app, req, true); });
 }
 
 }  // namespace vessel::server

@@ -172,25 +172,64 @@ std::string App::cookieToken(const http::Request& req) const {
   return cookieValue(req, settings.cookie_name);
 }
 
+namespace {
+
+bool csrfRefused(const App& app, const http::Request& req, const std::string& bearer,
+                 const std::string& cookie) {
+  // A browser attaches the cookie to cross-site requests by itself; a write
+  // authenticated by it alone must come from a page of ours.
+  const bool unsafe = req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS";
+  return bearer.empty() && !cookie.empty() && unsafe &&
+         !originAllowed(req, app.baseUrl(req), app.settings.allowed_origins);
+}
+
+}  // namespace
+
+std::string App::sessionKey(const http::Request& req) const {
+  if (std::string bearer = bearerToken(req); !bearer.empty()) return "b:" + bearer;
+  if (std::string cookie = cookieToken(req); !cookie.empty()) return "c:" + cookie;
+  return {};
+}
+
 Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
   const std::string bearer = bearerToken(req);
   const std::string cookie = cookieToken(req);
-  // CSRF: a browser attaches the cookie to cross-site requests by itself; a
-  // write authenticated by it alone must come from a page of ours.
-  const bool unsafe = req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS";
-  if (bearer.empty() && !cookie.empty() && unsafe &&
-      !originAllowed(req, baseUrl(req), settings.allowed_origins)) {
+  if (csrfRefused(*this, req, bearer, cookie)) {
     return makeError(ErrorCode::kPermissionDenied,
                      "cross-site request refused: the Origin is not allowed for cookie sign-in");
   }
+  const std::string key =
+      !bearer.empty() ? "b:" + bearer : (!cookie.empty() ? "c:" + cookie : std::string());
+  if (session_cache) {
+    if (auto hit = session_cache->get(key)) {
+      log::Context::add("user_id", hit->id);
+      return std::optional<AuthUser>(std::move(*hit));
+    }
+  }
+  const std::uint64_t snapshot = session_cache ? session_cache->begin() : 0;
   AuthRequest ar;
   ar.bearer_token = bearer;
   ar.cookie_token = cookie;
   ar.peer_address = req.peer;
   ar.header = [&req](std::string_view name) { return req.header(name); };
   auto who = auth->authenticate(*users, ar);
-  if (who.ok() && who.value()) log::Context::add("user_id", who.value()->id);
+  if (who.ok() && who.value()) {
+    log::Context::add("user_id", who.value()->id);
+    if (session_cache) session_cache->put(key, *who.value(), snapshot);
+  }
   return who;
+}
+
+std::optional<AuthUser> App::cachedCaller(const http::Request& req) const {
+  if (!session_cache) return std::nullopt;
+  const std::string bearer = bearerToken(req);
+  const std::string cookie = cookieToken(req);
+  if (csrfRefused(*this, req, bearer, cookie)) return std::nullopt;
+  const std::string key =
+      !bearer.empty() ? "b:" + bearer : (!cookie.empty() ? "c:" + cookie : std::string());
+  auto hit = session_cache->get(key);
+  if (hit) log::Context::add("user_id", hit->id);
+  return hit;
 }
 
 void App::libraryChanged(const std::string& user_id) const {
@@ -411,6 +450,7 @@ struct AppServer::Impl {
   server::Metrics metrics;
   std::unique_ptr<server::RateLimiter> auth_per_address, login_per_account;
   std::unique_ptr<server::LibraryCache> library_cache;
+  std::unique_ptr<server::SessionCache> session_cache;
   std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<SchedulerRunner> scheduler;
   std::string host;
@@ -477,15 +517,17 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   auto storage = runtime.storageFor(options.data_dir);
   if (!storage.ok()) return std::move(storage).error();
   app.storage = storage.value();
+  s.inline_media = c.getString("storage.plugin") == "local";
 
   auto auth = runtime.plugins().createAuth(c.getString("auth.plugin"), c);
   if (!auth.ok()) return std::move(auth).error();
   app.auth = auth.value();
   auto users = PgUserDirectory::connect(app.conninfo);
   if (!users.ok()) return std::move(users).error();
-  app.users = std::make_shared<server::CachingUserDirectory>(
-      std::shared_ptr<UserDirectory>(std::move(users).value()),
+  app.users = std::shared_ptr<UserDirectory>(std::move(users).value());
+  impl->session_cache = std::make_unique<server::SessionCache>(
       std::chrono::milliseconds(c.getInt("server.session_cache_ms")));
+  app.session_cache = impl->session_cache.get();
   impl->library_cache = std::make_unique<server::LibraryCache>(
       std::chrono::milliseconds(c.getInt("server.library_cache_ms")));
   app.library_cache = impl->library_cache.get();

@@ -38,12 +38,16 @@ struct Settings {
   std::string public_url;  ///< base for absolute URLs; "" = from the Host header
   std::string pipeline;    ///< the ladder new uploads are transcoded with
   std::chrono::seconds session_ttl{30 * 24 * 3600};
+  /// Media on local disk may be read on the server thread when the session and
+  /// the upload's readiness are cached (no database, no network).
+  bool inline_media = false;
   std::string metrics_token;                 ///< "" = /metrics is open
   std::vector<std::string> allowed_origins;  ///< besides our own, for cookie writes (CSRF)
 };
 
 class EventHub;
 class LibraryCache;
+class SessionCache;
 
 /// Counters the server keeps in memory for /metrics (ops.cpp).
 struct Metrics {
@@ -58,8 +62,9 @@ struct Metrics {
 
 struct App {
   Runtime* runtime = nullptr;
-  EventHub* events = nullptr;             ///< live status (events.hpp)
-  LibraryCache* library_cache = nullptr;  ///< library pages (cache.hpp); never null in a server
+  EventHub* events = nullptr;  ///< live status (events.hpp)
+  LibraryCache* library_cache = nullptr;
+  SessionCache* session_cache = nullptr;  ///< library pages (cache.hpp); never null in a server
   Metrics* metrics = nullptr;
   RateLimiter* auth_per_address = nullptr;   ///< register + login, per client address
   RateLimiter* login_per_account = nullptr;  ///< login, per email
@@ -82,6 +87,11 @@ struct App {
 
   /// The caller of a request, or nullopt. kUnavailable when the directory is down.
   Result<std::optional<AuthUser>> caller(const http::Request& req) const;
+  /// The caller if the session cache knows it (never blocks); nullopt otherwise,
+  /// also when the request would fail the CSRF check.
+  std::optional<AuthUser> cachedCaller(const http::Request& req) const;
+  /// The session cache's key for the token a request carries ("" = none).
+  std::string sessionKey(const http::Request& req) const;
 
   /// Drops the cached library pages of `user_id` (call after a write to them).
   void libraryChanged(const std::string& user_id) const;

@@ -74,46 +74,37 @@ void LibraryCache::setLive(bool live) {
   ++epoch_;
 }
 
-// --- CachingUserDirectory ----------------------------------------------------------
+// --- SessionCache ------------------------------------------------------------------
 
-Result<std::optional<AuthUser>> CachingUserDirectory::findSession(
-    std::string_view token_hash) noexcept {
-  if (ttl_.count() <= 0) return inner_->findSession(token_hash);
-  const auto now = std::chrono::steady_clock::now();
-  std::uint64_t revocations = 0;
-  try {
-    std::lock_guard lock(mu_);
-    revocations = revocations_;
-    auto it = sessions_.find(std::string(token_hash));
-    if (it != sessions_.end()) {
-      if (now < it->second.until) return std::optional<AuthUser>(it->second.user);
-      sessions_.erase(it);
-    }
-  } catch (...) {
-    return inner_->findSession(token_hash);
+std::optional<AuthUser> SessionCache::get(const std::string& key) {
+  if (!enabled() || key.empty()) return std::nullopt;
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return std::nullopt;
+  if (std::chrono::steady_clock::now() >= it->second.until) {
+    sessions_.erase(it);
+    return std::nullopt;
   }
-  auto found = inner_->findSession(token_hash);
-  if (found.ok() && found.value()) {
-    try {
-      std::lock_guard lock(mu_);
-      if (revocations != revocations_) return found;
-      if (sessions_.size() >= max_entries_) sessions_.clear();
-      sessions_[std::string(token_hash)] = Entry{*found.value(), now + ttl_};
-    } catch (...) {
-    }
-  }
-  return found;
+  return it->second.user;
 }
 
-Result<void> CachingUserDirectory::revokeSession(std::string_view token_hash) noexcept {
-  auto revoked = inner_->revokeSession(token_hash);
-  try {
-    std::lock_guard lock(mu_);
-    ++revocations_;
-    sessions_.erase(std::string(token_hash));
-  } catch (...) {
-  }
-  return revoked;
+std::uint64_t SessionCache::begin() {
+  std::lock_guard lock(mu_);
+  return revocations_;
+}
+
+void SessionCache::put(const std::string& key, const AuthUser& user, std::uint64_t snapshot) {
+  if (!enabled() || key.empty()) return;
+  std::lock_guard lock(mu_);
+  if (snapshot != revocations_) return;
+  if (sessions_.size() >= max_entries_) sessions_.clear();
+  sessions_[key] = Entry{user, std::chrono::steady_clock::now() + ttl_};
+}
+
+void SessionCache::revoke(const std::string& key) {
+  std::lock_guard lock(mu_);
+  ++revocations_;
+  sessions_.erase(key);
 }
 
 }  // namespace vessel::server

@@ -2,9 +2,11 @@
 // (bench/server): the session behind a token, and the text of library pages.
 //
 // Coherence:
-// - Sessions: a positive lookup is reused for `ttl`; a logout through this
-//   server drops it at once; one through another server takes effect within
-//   `ttl` (server.session_cache_ms). Unknown tokens are never cached.
+// - Sessions: a positive lookup of a token is reused for `ttl`; a logout
+//   through this server drops it at once; one through another server takes
+//   effect within `ttl` (server.session_cache_ms). Unknown tokens are never
+//   cached. Cached sessions let a cached library page be answered on the
+//   server thread (http::Server::fastPath).
 // - Library pages: every change a page shows (insert, delete, status, error,
 //   metadata, job progress) is in the upload change feed (migration 0005), which
 //   the EventHub LISTENs to from any server; each change bumps its user's
@@ -66,42 +68,32 @@ class LibraryCache {
   std::size_t bytes_ = 0;
 };
 
-/// A UserDirectory that reuses positive findSession answers for `ttl`.
-class CachingUserDirectory final : public UserDirectory {
+/// Who a session token belongs to, reused for `ttl` (keys: "b:" + bearer token
+/// or "c:" + cookie token). Only successful lookups are stored.
+class SessionCache {
  public:
-  CachingUserDirectory(std::shared_ptr<UserDirectory> inner, std::chrono::milliseconds ttl,
-                       std::size_t max_entries = 100000)
-      : inner_(std::move(inner)), ttl_(ttl), max_entries_(max_entries) {}
+  explicit SessionCache(std::chrono::milliseconds ttl, std::size_t max_entries = 100000)
+      : ttl_(ttl), max_entries_(max_entries) {}
 
-  Result<AuthUser> createUser(std::string_view email,
-                              std::string_view credential) noexcept override {
-    return inner_->createUser(email, credential);
-  }
-  Result<std::optional<StoredUser>> findUserByEmail(std::string_view email) noexcept override {
-    return inner_->findUserByEmail(email);
-  }
-  Result<AuthUser> findOrCreateUser(std::string_view email) noexcept override {
-    return inner_->findOrCreateUser(email);
-  }
-  Result<void> createSession(std::string_view token_hash, std::string_view user_id,
-                             std::chrono::system_clock::time_point expires_at) noexcept override {
-    return inner_->createSession(token_hash, user_id, expires_at);
-  }
-  Result<std::optional<AuthUser>> findSession(std::string_view token_hash) noexcept override;
-  Result<void> revokeSession(std::string_view token_hash) noexcept override;
-
-  UserDirectory& inner() { return *inner_; }
+  bool enabled() const { return ttl_.count() > 0; }
+  std::optional<AuthUser> get(const std::string& key);
+  /// A snapshot to pass to put() for a lookup about to be made.
+  std::uint64_t begin();
+  /// Stores unless a revocation happened since `snapshot` (the lookup may have
+  /// raced a logout).
+  void put(const std::string& key, const AuthUser& user, std::uint64_t snapshot);
+  /// After a logout: forgets `key` and refuses puts of lookups already under way.
+  void revoke(const std::string& key);
 
  private:
   struct Entry {
     AuthUser user;
     std::chrono::steady_clock::time_point until;
   };
-  std::shared_ptr<UserDirectory> inner_;
   const std::chrono::milliseconds ttl_;
   const std::size_t max_entries_;
   std::mutex mu_;
-  std::uint64_t revocations_ = 0;  ///< a lookup that overlapped a revocation is not stored
+  std::uint64_t revocations_ = 0;
   std::unordered_map<std::string, Entry> sessions_;
 };
 

@@ -155,10 +155,11 @@ std::shared_ptr<Buffer> BufferPool::take(std::size_t n) {
   std::unique_ptr<Buffer> b;
   {
     std::lock_guard lock(mu_);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
+    // Most recently returned first: its bytes are likely still in the CPU cache.
+    for (auto it = free_.rbegin(); it != free_.rend(); ++it) {
       if ((*it)->capacity >= n) {
         b = std::move(*it);
-        free_.erase(it);
+        free_.erase(std::next(it).base());
         break;
       }
     }
@@ -240,6 +241,7 @@ struct RouteEntry {
   std::vector<std::string> segments;  ///< "{name}" placeholders or literals
   bool rest = false;                  ///< last placeholder takes the remainder
   Handler handler;
+  FastHandler fast;
   StreamHandler stream;
   StreamingHandler events;
   std::size_t body_limit = 0;
@@ -926,6 +928,22 @@ struct Server::Impl {
       self->dispatchEvents(msg, st);
       return;
     }
+    if (st->route->fast) {
+      std::optional<Response> quick;
+      {
+        log::Context ctx;
+        addLogFields(st->request);
+        try {
+          quick = st->route->fast(st->request);
+        } catch (const std::exception&) {
+          quick.reset();  // the handler on the pool decides
+        }
+      }
+      if (quick) {
+        self->apply(msg, st, std::move(*quick));
+        return;
+      }
+    }
     // Hand the request to the pool; the response comes back on this thread.
     soup_server_message_pause(msg);
     g_object_ref(msg);
@@ -1033,6 +1051,15 @@ void Server::route(std::string method, std::string pattern, Handler handler,
   r.handler = std::move(handler);
   r.body_limit = body_limit ? body_limit : impl_->options.default_body_limit;
   impl_->routes.push_back(std::move(r));
+}
+
+void Server::fastPath(std::string method, std::string pattern, FastHandler fast) {
+  for (RouteEntry& r : impl_->routes) {
+    if (r.method == method && r.pattern == pattern && r.handler) {
+      r.fast = std::move(fast);
+      return;
+    }
+  }
 }
 
 void Server::streamingRoute(std::string method, std::string pattern, StreamHandler handler) {

@@ -95,6 +95,7 @@ struct Response {
 Response errorResponse(const Error& error);
 
 using Handler = std::function<Response(Request&)>;
+using FastHandler = std::function<std::optional<Response>(Request&)>;
 
 /// A long-lived response (Server-Sent Events): chunks are written as they are
 /// sent, from any thread. Closed when the client goes away or the server stops.
@@ -168,6 +169,10 @@ class Server {
   void route(std::string method, std::string pattern, Handler handler,
              std::size_t body_limit = 0 /* = default */);
   void streamingRoute(std::string method, std::string pattern, StreamHandler handler);
+  /// Gives a registered route a fast path, tried first on the server thread: it
+  /// must never block (no database, no storage) and answers nullopt to hand the
+  /// request to the route's handler as usual.
+  void fastPath(std::string method, std::string pattern, FastHandler fast);
   /// A route whose response is a long-lived stream (runs on the handler pool).
   void eventRoute(std::string method, std::string pattern, StreamingHandler handler);
   std::size_t openStreams() const;
