@@ -9,6 +9,8 @@
 
 namespace vessel {
 
+LocalFileReader::~LocalFileReader() = default;  // the key function: one typeinfo, in core
+
 namespace {
 
 constexpr std::size_t kMaxKeyBytes = 1024;

@@ -417,15 +417,19 @@ class LocalObjectWriter final : public ObjectWriter {
   std::uint64_t bytes_written_ = 0;
 };
 
-class LocalObjectReader final : public ObjectReader {
+class LocalObjectReader final : public ObjectReader, public LocalFileReader {
  public:
   LocalObjectReader(std::string key, UniqueFd file, std::uint64_t offset,
                     std::uint64_t length) noexcept
       : key_(std::move(key)),
         file_(std::move(file)),
+        offset_(offset),
         position_(offset),
         length_(length),
         remaining_(length) {}
+
+  int fileDescriptor() const noexcept override { return file_.get(); }
+  std::uint64_t rangeOffset() const noexcept override { return offset_; }
 
   Result<std::size_t> read(std::span<std::byte> buffer) noexcept override {
     return guarded<std::size_t>("read", key_, [&]() -> Result<std::size_t> {
@@ -454,6 +458,7 @@ class LocalObjectReader final : public ObjectReader {
  private:
   std::string key_;
   UniqueFd file_;
+  std::uint64_t offset_;
   std::uint64_t position_;
   std::uint64_t length_;
   std::uint64_t remaining_;

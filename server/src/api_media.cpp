@@ -2,6 +2,8 @@
 // with the HLS MIME types, ETag/304, single-range 206 and cache headers.
 // Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
 // (never the original or anything else under the prefix).
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -143,6 +145,19 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
   return std::optional<std::string>(std::move(out));
 }
 
+// [offset, offset + length) of an open file, mapped read-only; null if mmap
+// refuses (the caller then reads instead). The mapping lives as long as the
+// returned pointer (the bytes start at the pointer).
+std::shared_ptr<const void> mapRange(int fd, std::uint64_t offset, std::uint64_t length) {
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t start = offset - offset % page;
+  const std::size_t span = static_cast<std::size_t>(length + (offset - start));
+  void* base = ::mmap(nullptr, span, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+  if (base == MAP_FAILED) return nullptr;
+  const char* bytes = static_cast<const char*>(base) + (offset - start);
+  return std::shared_ptr<const void>(bytes, [base, span](const void*) { ::munmap(base, span); });
+}
+
 // GET /media/…: the owner (session or stream token) gets a ready upload's
 // playlists and segments. With `fast` (on the server thread, see
 // http::Server::fastPath) it answers only what needs no database: a cached
@@ -248,19 +263,33 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   http::Response resp;
   resp.status = status;
   resp.content_type = type;
-  // Segments are read into a pooled buffer that libsoup writes from without a
-  // copy; playlists into the string they are rewritten in.
+  // A segment in a local file is mapped and the mapping handed to libsoup: the
+  // kernel copies page cache → socket, no copy in between (the nearest libsoup
+  // 3 allows to sendfile). Files are replaced by rename, never rewritten in
+  // place, so a mapping never sees a file shrink.
+  if (!playlist && count > 0) {
+    if (auto* file = dynamic_cast<const LocalFileReader*>(reader.value().get())) {
+      if (auto mapped = mapRange(file->fileDescriptor(), file->rangeOffset(), count)) {
+        resp.shared_view = std::string_view(static_cast<const char*>(mapped.get()), count);
+        resp.shared_body = std::move(mapped);
+      }
+    }
+  }
+  // Otherwise segments are read into a pooled buffer that libsoup writes from
+  // without a copy; playlists into the string they are rewritten in.
   static const std::shared_ptr<http::BufferPool> pool = http::BufferPool::create();
   std::shared_ptr<http::Buffer> buffer;
   char* into = nullptr;
-  if (playlist) {
+  if (resp.shared_body) {
+    // mapped above
+  } else if (playlist) {
     resp.body.resize(count);
     into = resp.body.data();
   } else {
     buffer = pool->take(count);
     into = buffer->data.get();
   }
-  std::size_t got = 0;
+  std::size_t got = into ? 0 : count;
   while (got < count) {
     auto n = reader.value()->read(std::as_writable_bytes(std::span(into + got, count - got)));
     if (!n.ok()) return http::errorResponse(n.error());

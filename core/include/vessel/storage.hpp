@@ -59,6 +59,17 @@ class ObjectReader {
   virtual std::uint64_t sizeBytes() const noexcept = 0;
 };
 
+/// Also implemented by readers whose bytes are one local file (storage-local),
+/// so that a server can map the file and hand the mapping to the socket instead
+/// of copying it. Found with dynamic_cast; not part of the plugin ABI.
+class LocalFileReader {
+ public:
+  virtual ~LocalFileReader();
+  /// The open file (owned by the reader) and where the reader's range starts.
+  virtual int fileDescriptor() const noexcept = 0;
+  virtual std::uint64_t rangeOffset() const noexcept = 0;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
