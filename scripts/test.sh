@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test-deps
 status=0
 meson test -C build --print-errorlogs --num-processes 2 || status=$?
-# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The unit tests and the S3 plugin's tests against the S3 test server (suite s3:
+# about a minute) again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # (LeakSanitizer is off: GStreamer and GLib keep process-lifetime allocations.)
 if [[ "${VESSEL_SKIP_SANITIZERS:-0}" != "1" ]]; then
   if [[ ! -f build-asan/build.ninja ]]; then
@@ -17,7 +18,7 @@ if [[ "${VESSEL_SKIP_SANITIZERS:-0}" != "1" ]]; then
   fi
   ninja -C build-asan >/dev/null
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 || status=$?
+    meson test -C build-asan --suite unit --suite s3 --print-errorlogs --num-processes 2 || status=$?
 fi
 # Every parser of untrusted input under libFuzzer (clang, ASan+UBSan), FUZZ_SECONDS
 # (default 30) per target, two at a time; see tests/fuzz/run.sh.

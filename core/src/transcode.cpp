@@ -32,6 +32,10 @@ using gst::makeElement;
 
 constexpr std::uint64_t kMuxTableIntervalTicks = 90000ull * 3600;  // PAT/PMT once per segment
 constexpr guint kHlsSinkNoAutoSplitS = 24 * 3600;  // we split explicitly at exact frame times
+// Segments are committed (an S3 PUT) on a few threads of their own while the
+// rungs go on encoding; a full queue makes a rung wait (memory stays bounded).
+constexpr std::size_t kCommitThreads = 4;
+constexpr std::size_t kCommitQueue = 16;
 
 struct FragmentRecord {
   std::uint64_t bytes = 0;
@@ -84,6 +88,7 @@ struct FragmentCallbackData {
   std::shared_ptr<Storage> storage;
   std::string dir_key;
   gst::CommitOnRelease commit;
+  gst::CommitPool* commits;
 };
 
 GOutputStream* onGetFragmentStream(GstElement* /*sink*/, gchar* location, gpointer user_data) {
@@ -115,7 +120,7 @@ GOutputStream* onGetFragmentStream(GstElement* /*sink*/, gchar* location, gpoint
           }
         }
       },
-      data->commit);
+      data->commit, data->commits);
 }
 
 GOutputStream* onGetPlaylistStream(GstElement* /*sink*/, gchar* /*location*/, gpointer /*data*/) {
@@ -177,6 +182,7 @@ class LadderJob {
 
   Result<TranscodeResult> run() {
     commit_ = std::make_shared<std::atomic<bool>>(true);
+    commits_ = std::make_unique<gst::CommitPool>(kCommitThreads, kCommitQueue);
     build();
     return execute();
   }
@@ -184,6 +190,9 @@ class LadderJob {
   // Removes whatever this job committed (on failure).
   void discardOutputs() noexcept {
     commit_->store(false);
+    // A commit already running may still publish its key (it is in keys_in_order);
+    // the ones not started see the flag and abort. Wait for them, then remove.
+    if (commits_) (void)commits_->wait();
     std::vector<std::string> keys;
     {
       std::lock_guard lock(shared_.mu);
@@ -262,7 +271,8 @@ class LadderJob {
       g_object_set(b.bundle.get(), "segment-duration", segment_ns, "split-target", splitmux,
                    "max-duration", static_cast<guint64>(200 * GST_MSECOND), "max-bytes", 8192u,
                    nullptr);
-      auto* data = new FragmentCallbackData{&shared_, req_.storage, b.dir_key, commit_};
+      auto* data =
+          new FragmentCallbackData{&shared_, req_.storage, b.dir_key, commit_, commits_.get()};
       g_signal_connect_data(b.sink.get(), "get-fragment-stream", G_CALLBACK(onGetFragmentStream),
                             data, destroyFragmentData, GConnectFlags(0));
       g_signal_connect(b.sink.get(), "get-playlist-stream", G_CALLBACK(onGetPlaylistStream),
@@ -397,6 +407,13 @@ class LadderJob {
     groups_.clear();
     head_ = nullptr;
     decodebin_ = nullptr;
+    // The last fragments were handed to the commit pool at teardown: wait for every
+    // commit before a playlist names them. A failed commit also reached
+    // shared_.first_error through on_closed, which finish() reports as before.
+    if (Result<void> committed = commits_->wait(); !committed.ok()) {
+      std::lock_guard lock(shared_.mu);
+      if (!shared_.first_error) shared_.first_error = committed.error();
+    }
     return finish(stats);
   }
 
@@ -480,6 +497,9 @@ class LadderJob {
   const TranscodeRequest& req_;
   Shared shared_;
   gst::CommitOnRelease commit_;
+  // Declared before pipeline_: destroying the pipeline hands its last streams to
+  // the pool, whose destructor waits for them while shared_ still exists.
+  std::unique_ptr<gst::CommitPool> commits_;
   std::optional<gst::Pipeline> pipeline_;
   ElementRef decodebin_, head_;
   std::vector<Branch> branches_, branches_copy_;

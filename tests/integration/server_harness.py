@@ -11,14 +11,21 @@
   `require()` aborts the run when later checks cannot make sense without it.
 - API helpers: register/login, create → PUT → complete, wait for a status,
   mirror a ladder fetched through /media/ into a directory for hls_check.
+- Storage: `Server(..., storage="s3")` starts the S3 test server (tests/s3/server.py:
+  s3rver behind the botocore-verifying front) and points `vessel serve` at its
+  bucket; `storage_files()`, `upload_files()`, `upload_exists()`, `read_stored()`
+  look at the local directory or at the bucket alike. `storage_from_env()` reads
+  VESSEL_TEST_STORAGE (local | s3) for tests that run with either.
 
-Stdlib only. Never talks to anything but 127.0.0.1.
+Stdlib only (plus python3-botocore for storage="s3"). Never talks to anything but
+127.0.0.1.
 """
 
 from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import importlib
 import json
 import os
 import re
@@ -48,6 +55,32 @@ STORAGE_FILE_RE = re.compile(
 
 class Abort(Exception):
     """A required step failed; the remaining checks would only cascade."""
+
+
+STORAGES = ("local", "s3")
+
+
+def storage_from_env() -> str:
+    """VESSEL_TEST_STORAGE: which store `vessel serve` uses in tests that run with
+    either (default local)."""
+    storage = os.environ.get("VESSEL_TEST_STORAGE", "local") or "local"
+    if storage not in STORAGES:
+        raise SystemExit(f"VESSEL_TEST_STORAGE={storage!r}: expected one of {', '.join(STORAGES)}")
+    return storage
+
+
+def s3_unavailable() -> str | None:
+    """Why the S3 test server cannot run here (then exit 77), or None."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "s3"))
+    from server import missing  # noqa: E402 (tests/s3/server.py)
+    why = missing()
+    if why:
+        return why
+    try:
+        importlib.import_module("botocore.auth")  # tests/s3/bucket.py looks at the bucket with it
+    except ImportError:
+        return f"python3-botocore is not importable by {sys.executable}"
+    return None
 
 
 # --------------------------------------------------------------------------- checks
@@ -177,8 +210,20 @@ class Response:
         return f"{self.status} {body}"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hands a 3xx back as an HTTPError (its status and Location) instead of following it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class Client:
-    """HTTP client for one identity: a bearer token, a cookie jar, or nobody."""
+    """HTTP client for one identity: a bearer token, a cookie jar, or nobody.
+
+    Redirects are followed by default, and urllib then repeats every header,
+    Authorization included: pass follow_redirects=False to see a 302 (e.g. a
+    segment answered with a presigned URL of the bucket) and fetch its Location
+    without credentials, as a browser does across origins."""
 
     def __init__(self, base: str, token: str | None = None, cookies: bool = False):
         parts = urllib.parse.urlsplit(base)
@@ -190,13 +235,16 @@ class Client:
         if self.jar is not None:
             handlers.append(urllib.request.HTTPCookieProcessor(self.jar))
         self.opener = urllib.request.build_opener(*handlers)
+        # The same without following redirects (a 3xx is returned as it is).
+        self.opener_no_redirect = urllib.request.build_opener(*handlers, _NoRedirect())
         self.user: dict | None = None
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else self.base + path
 
     def request(self, method: str, path: str, body: bytes | None = None, *, json_body=None,
-                headers: dict | None = None, auth: bool = True, timeout: float = 60) -> Response:
+                headers: dict | None = None, auth: bool = True, timeout: float = 60,
+                follow_redirects: bool = True) -> Response:
         url = self.url(path)
         assert urllib.parse.urlsplit(url).hostname == "127.0.0.1", url
         hdrs = dict(headers or {})
@@ -211,8 +259,9 @@ class Client:
             # What a browser sends with a same-origin write (the CSRF check needs it).
             hdrs.setdefault("Origin", self.base)
         req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
+        opener = self.opener if follow_redirects else self.opener_no_redirect
         try:
-            with self.opener.open(req, timeout=timeout) as resp:
+            with opener.open(req, timeout=timeout) as resp:
                 return Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as e:
             return Response(e.code, e.headers, e.read())
@@ -253,20 +302,34 @@ class Server:
     """`vessel serve` on 127.0.0.1:<free port> with its embedded PostgreSQL.
 
     share_data_with=another Server runs a second process on the same data dir
-    (it attaches to the running cluster instead of starting one)."""
+    (it attaches to the running cluster instead of starting one) and the same store.
+
+    storage="s3" starts the S3 test server for this Server (stopped by close()) and
+    passes its VESSEL_STORAGE_* variables to `vessel serve`; `self.s3` is its info
+    and `self.bucket` a botocore-signed client of the bucket (tests/s3/bucket.py)."""
 
     def __init__(self, name: str, workers: int = 1, env_extra: dict | None = None,
-                 share_data_with: "Server | None" = None):
+                 share_data_with: "Server | None" = None, storage: str = "local"):
         self.owner = share_data_with is None
         self.tmp = make_temp_dir(f"vessel-{name}-") if self.owner else share_data_with.tmp
         self.data = self.tmp / "data" if self.owner else share_data_with.data
         self.storage = self.data / "storage"
+        self.storage_kind = storage if self.owner else share_data_with.storage_kind
+        self.s3 = None if self.owner else share_data_with.s3
+        self.bucket = None if self.owner else share_data_with.bucket
+        self.storage_env: dict = {} if self.owner else share_data_with.storage_env
+        self._s3_server = None
         self.log_path = self.tmp / f"serve-{name}-{os.getpid()}-{time.time_ns()}.log"
-        self.env = clean_env(env_extra)
-        self.t_start = time.time()
-        self._log = open(self.log_path, "w")
+        self._log = None
         self.proc = None
         try:
+            if self.storage_kind not in STORAGES:
+                raise ValueError(f"storage={self.storage_kind!r}: expected one of {STORAGES}")
+            if self.storage_kind == "s3" and self.owner:
+                self._start_s3()
+            self.env = clean_env({**self.storage_env, **(env_extra or {})})
+            self.t_start = time.time()
+            self._log = open(self.log_path, "w")
             self.proc = subprocess.Popen(
                 [h.vessel_bin(), "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:0",
                  "--workers", str(workers)],
@@ -276,13 +339,31 @@ class Server:
             if self.proc and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-            self._log.close()
+            if self._log:
+                self._log.close()
             if self.owner:
                 self._reap_cluster()
+                self._stop_s3()
                 subprocess.run(["rm", "-rf", str(self.tmp)])
             raise
         self.startup_s = time.time() - self.t_start
         self.exit_code: int | None = None
+
+    def _start_s3(self) -> None:
+        s3_dir = str(Path(__file__).resolve().parent.parent / "s3")
+        if s3_dir not in sys.path:
+            sys.path.insert(0, s3_dir)
+        from server import S3TestServer  # noqa: E402 (tests/s3/server.py)
+        from bucket import Bucket  # noqa: E402 (tests/s3/bucket.py)
+        self._s3_server = S3TestServer().start()
+        self.s3 = self._s3_server.info
+        self.storage_env = self._s3_server.storage_env()
+        self.bucket = Bucket(self.s3)
+
+    def _stop_s3(self) -> None:
+        if self._s3_server is not None:
+            self._s3_server.stop()
+            self._s3_server = None
 
     def _wait_listening(self, timeout: float) -> str:
         deadline = time.time() + timeout
@@ -333,14 +414,42 @@ class Server:
         return int(self.sql(query)[0][0])
 
     def storage_files(self) -> list[str]:
-        """Every file (not directory) under <data>/storage, relative, sorted."""
+        """Every stored object, relative, sorted: the files (not directories) under
+        <data>/storage, or with storage="s3" every key in the bucket."""
+        if self.storage_kind == "s3":
+            return sorted(self.bucket.keys(""))
         if not self.storage.is_dir():
             return []
         return sorted(str(p.relative_to(self.storage)) for p in self.storage.rglob("*")
                       if not p.is_dir())
 
     def upload_dir(self, user_id: str, upload_id: str) -> Path:
+        """Local storage only: the upload's directory (see upload_files for either store)."""
         return self.storage / user_id / upload_id
+
+    def upload_files(self, user_id: str, upload_id: str) -> list[str]:
+        """The stored objects of one upload, relative to its prefix, sorted."""
+        prefix = f"{user_id}/{upload_id}/"
+        if self.storage_kind == "s3":
+            return sorted(k[len(prefix):] for k in self.bucket.keys(prefix))
+        d = self.upload_dir(user_id, upload_id)
+        if not d.is_dir():
+            return []
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*") if not p.is_dir())
+
+    def upload_exists(self, user_id: str, upload_id: str) -> bool:
+        """Anything left of the upload: its directory (even empty) on local disk,
+        any key under its prefix in the bucket."""
+        if self.storage_kind == "s3":
+            return bool(self.bucket.keys(f"{user_id}/{upload_id}/"))
+        return self.upload_dir(user_id, upload_id).exists()
+
+    def read_stored(self, key: str) -> bytes | None:
+        """One stored object's bytes (read behind Vessel's back), None when absent."""
+        if self.storage_kind == "s3":
+            return self.bucket.get(key)
+        p = self.storage / key
+        return p.read_bytes() if p.is_file() else None
 
     def postgres_pids(self) -> list[int]:
         """Processes (other than us) whose command line names this data dir: the
@@ -372,7 +481,8 @@ class Server:
         return self.exit_code, time.time() - t0
 
     def close(self) -> None:
-        """Best-effort teardown (after the checks): stop, kill if needed, remove the temp dir."""
+        """Best-effort teardown (after the checks): stop, kill if needed, remove the temp
+        dir (and stop the S3 test server this Server started)."""
         if self.proc.poll() is None:
             code, _ = self.stop(timeout=60)
             if code is None:
@@ -381,6 +491,7 @@ class Server:
         self._log.close()
         if self.owner:
             self._reap_cluster()
+            self._stop_s3()
             subprocess.run(["rm", "-rf", str(self.tmp)])
 
     def _reap_cluster(self) -> None:
@@ -485,16 +596,33 @@ def playlist_uris(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+def absolute_uri_name(uri: str) -> str | None:
+    """The file name an absolute playlist URI (a presigned URL of the bucket) points
+    at, or None for a relative URI."""
+    if "://" not in uri:
+        return None
+    return urllib.parse.unquote(urllib.parse.urlsplit(uri).path.rsplit("/", 1)[-1])
+
+
 def fetch_ladder(c: Client, stream_url: str, dest: Path) -> list[tuple[str, Response]]:
     """GETs master.m3u8 at stream_url, every media playlist it names and every segment
     they name, writing each body to dest/<same relative path>. Returns
-    [(relative path, Response)] in fetch order (a non-200 is recorded, not written)."""
+    [(relative path, Response)] in fetch order (a non-200 is recorded, not written).
+
+    A segment URI that is absolute (S3: a presigned GET of the bucket) is fetched
+    as it is, without the client's credentials, and stored as <rung>/<its file
+    name>; the playlist is written to dest with those URIs replaced by the file
+    names, so hls_check reads the same ladder as from local storage."""
     dest.mkdir(parents=True, exist_ok=True)
     base = stream_url.rsplit("/", 1)[0]
     fetched: list[tuple[str, Response]] = []
 
-    def get(rel: str) -> Response:
-        r = c.get(f"{base}/{rel}")
+    def get(rel: str, url: str | None = None) -> Response:
+        if url is None:
+            r = c.get(f"{base}/{rel}")
+        else:
+            parts = urllib.parse.urlsplit(url)
+            r = Client(f"{parts.scheme}://{parts.netloc}").get(url, auth=False)
         fetched.append((rel, r))
         if r.status == 200:
             out = dest / rel
@@ -510,8 +638,18 @@ def fetch_ladder(c: Client, stream_url: str, dest: Path) -> list[tuple[str, Resp
         if pl.status != 200:
             continue
         rung = uri.rsplit("/", 1)[0]
-        for seg in playlist_uris(pl.body.decode("utf-8", "replace")):
-            get(f"{rung}/{seg}")
+        text = pl.body.decode("utf-8", "replace")
+        rewritten = False
+        for seg in playlist_uris(text):
+            name = absolute_uri_name(seg)
+            if name is None:
+                get(f"{rung}/{seg}")
+            else:
+                get(f"{rung}/{name}", url=seg)
+                text = text.replace(seg, name, 1)
+                rewritten = True
+        if rewritten:
+            (dest / uri).write_text(text)
     return fetched
 
 

@@ -15,7 +15,9 @@ control API on a second loopback port:
 Kinds: "500" (InternalError), "503" (ServiceUnavailable), "slowdown" (503
 SlowDown), "429" (TooManyRequests), "403" (AccessDenied), "400" (InvalidRequest),
 "timeout" (holds the request `delay_s`, default 5 s, then closes the connection
-unanswered), "reset" (closes the connection unanswered at once).
+unanswered), "reset" (closes the connection unanswered at once), "latency" (holds
+the request `delay_s`, then forwards it: a distant store, e.g. {"kind": "latency",
+"delay_s": 0.05, "count": 1000000000} for 50 ms on every request).
 
   fault_proxy.py --upstream 127.0.0.1:PORT [--port 0] [--control-port 0]
 prints "LISTENING <port> <control port>" once ready.
@@ -100,6 +102,9 @@ class ProxyHandler(forward.ForwardingHandler):
         if kind == "timeout":
             time.sleep(delay_s)
             return "close"
+        if kind == "latency":
+            time.sleep(delay_s)
+            return None
         if kind == "reset":
             return "close"
         status, code, message = ANSWERS[kind]
@@ -137,7 +142,8 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             try:
                 rules = json.loads(body or b"{}").get("rules", [])
                 for r in rules:
-                    if r.get("kind") not in ANSWERS and r.get("kind") not in ("timeout", "reset"):
+                    if r.get("kind") not in ANSWERS and r.get("kind") not in ("timeout", "reset",
+                                                                              "latency"):
                         raise ValueError(f"unknown kind {r.get('kind')!r}")
             except (ValueError, AttributeError) as e:
                 return self.reply({"error": str(e)}, 400)

@@ -17,8 +17,9 @@ Refusals look like S3's (403 SignatureDoesNotMatch, InvalidAccessKeyId, ...).
 It also fills gaps of s3rver 3.7 on the same data directory, so the plugin is
 tested against S3 semantics: AbortMultipartUpload, ListMultipartUploads,
 NoSuchUpload for parts/completes of unknown uploads, If-Match on GET (412
-PreconditionFailed), and 416 InvalidRange for a range of an empty object (s3rver
-answers a 206 announcing one byte it never sends). Verified requests reach
+PreconditionFailed), 416 InvalidRange for a range of an empty object (s3rver
+answers a 206 announcing one byte it never sends), and suffix ranges
+(Range: bytes=-N, the last N bytes; s3rver serves the first N + 1). Verified requests reach
 s3rver without their credentials (it would only compare the access key with its
 own fixed one).
 
@@ -54,6 +55,7 @@ MAX_SKEW_S = 15 * 60
 MAX_EXPIRES_S = 7 * 24 * 3600
 AUTH_RE = re.compile(r"^AWS4-HMAC-SHA256\s+(.*)$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+SUFFIX_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*-(\d+)\s*$")
 
 
 class Refusal(Exception):
@@ -392,11 +394,8 @@ class FrontHandler(forward.ForwardingHandler):
                + "".join(contents) + common + "</ListBucketResult>")
         return 200, {"Content-Type": "application/xml"}, xml.encode()
 
-    def if_match(self):
-        """GET with If-Match: compare with the upstream's current ETag first."""
-        wanted = self.headers.get("If-Match")
-        if self.command != "GET" or not wanted:
-            return None
+    def upstream_head(self):
+        """HEAD of the requested object at the upstream: the response (body read)."""
         host, port = self.server.upstream
         conn = http.client.HTTPConnection(host, port, timeout=60)
         try:
@@ -404,13 +403,38 @@ class FrontHandler(forward.ForwardingHandler):
             conn.request("HEAD", path, headers={"Host": f"{host}:{port}"})
             resp = conn.getresponse()
             resp.read()
-            etag = resp.getheader("ETag")
+            return resp
         finally:
             conn.close()
+
+    def if_match(self):
+        """GET with If-Match: compare with the upstream's current ETag first."""
+        wanted = self.headers.get("If-Match")
+        if self.command != "GET" or not wanted:
+            return None
+        resp = self.upstream_head()
+        etag = resp.getheader("ETag")
         if resp.status == 200 and etag is not None and wanted.strip() not in ("*", etag):
             return self.error_answer(412, "PreconditionFailed",
                                      "At least one of the pre-conditions you specified did "
                                      "not hold")
+        return None
+
+    def suffix_range(self):
+        """GET with Range: bytes=-N (the last N bytes): s3rver serves bytes 0-N
+        instead; ask for the explicit range of the last N bytes."""
+        m = SUFFIX_RANGE_RE.match(self.headers.get("Range") or "")
+        if self.command != "GET" or not m:
+            return None
+        resp = self.upstream_head()
+        size = int(resp.getheader("Content-Length") or 0) if resp.status == 200 else None
+        if size is None:
+            return None  # let the upstream answer 404 / 403 as usual
+        suffix = int(m.group(1))
+        if suffix == 0 or size == 0:
+            return self.error_answer(416, "InvalidRange", "The requested range is not satisfiable")
+        del self.headers["Range"]
+        self.headers["Range"] = f"bytes={max(0, size - suffix)}-{size - 1}"
         return None
 
     def fix_response(self, resp):
@@ -437,7 +461,7 @@ class FrontHandler(forward.ForwardingHandler):
                 print(f"front: refused {self.command} {self.path}: {r.code}: {r.message}\n"
                       f"  Authorization: {self.headers.get('Authorization')}", file=sys.stderr)
             return self.error_answer(r.status, r.code, r.message)
-        answer = self.multipart(body) or self.if_match()
+        answer = self.multipart(body) or self.if_match() or self.suffix_range()
         if answer is not None:
             return answer
         # s3rver removes emptied directories after a delete, racing puts into them
