@@ -12,6 +12,7 @@
 
 #include <gst/gst.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <mutex>
@@ -48,6 +49,7 @@ struct Shared {
   std::map<std::string, FragmentRecord> fragments;  // by storage key
   std::vector<std::string> keys_in_order;
   std::optional<Error> first_error;
+  std::string decoder;  // factory of the audio decoder decodebin settled on
 };
 
 struct Branch {
@@ -81,6 +83,47 @@ GstElement* findChildByFactory(GstBin* bin, const char* factory_name) {
   g_value_unset(&item);
   gst_iterator_free(it);
   return found;  // borrowed: the bin owns it
+}
+
+// The sample formats raw audio caps allow ("F32LE" for the aac codec plugin).
+std::set<std::string> capsFormats(const GstCaps* caps) {
+  std::set<std::string> formats;
+  for (guint i = 0; i < gst_caps_get_size(caps); ++i) {
+    const GValue* v = gst_structure_get_value(gst_caps_get_structure(caps, i), "format");
+    if (v && G_VALUE_HOLDS_STRING(v)) {
+      formats.insert(g_value_get_string(v));
+    } else if (v && GST_VALUE_HOLDS_LIST(v)) {
+      for (guint k = 0; k < gst_value_list_get_size(v); ++k) {
+        const GValue* f = gst_value_list_get_value(v, k);
+        if (G_VALUE_HOLDS_STRING(f)) formats.insert(g_value_get_string(f));
+      }
+    }
+  }
+  return formats;
+}
+
+// How well an audio decoder's output fits what the encoders take: 2 if its source
+// pads offer nothing but formats in `wanted`, 1 if one of its choices is, else 0.
+int decoderFit(GstElementFactory* factory, const std::set<std::string>& wanted) {
+  bool any = false;
+  bool only = true;
+  for (const GList* l = gst_element_factory_get_static_pad_templates(factory); l; l = l->next) {
+    auto* tmpl = static_cast<GstStaticPadTemplate*>(l->data);
+    if (tmpl->direction != GST_PAD_SRC) continue;
+    gst::CapsRef caps = gst::CapsRef::adopt(gst_static_caps_get(&tmpl->static_caps));
+    if (!caps || gst_caps_is_any(caps.get())) {
+      only = false;
+      continue;
+    }
+    std::set<std::string> offered = capsFormats(caps.get());
+    if (offered.empty()) only = false;
+    for (const auto& f : offered) {
+      bool fits = wanted.count(f) > 0;
+      any = any || fits;
+      only = only && fits;
+    }
+  }
+  return !any ? 0 : only ? 2 : 1;
 }
 
 struct FragmentCallbackData {
@@ -319,7 +362,60 @@ class LadderJob {
         gst::link(queue.get(), groups_[gi].convert.get());
       }
     }
+    for (const auto& g : groups_) {
+      gst::CapsRef caps = gst::CapsRef::adopt(gst_caps_from_string(g.caps.c_str()));
+      if (caps) raw_formats_.merge(capsFormats(caps.get()));
+    }
+    g_signal_connect(decodebin_.get(), "autoplug-sort", G_CALLBACK(onAutoplugSort), this);
+    g_signal_connect(decodebin_.get(), "element-added", G_CALLBACK(onElementAdded), this);
     g_signal_connect(decodebin_.get(), "pad-added", G_CALLBACK(onPadAdded), this);
+  }
+
+  // Remembers the audio decoder (the last one tried is the one that stayed).
+  static void onElementAdded(GstBin* /*decodebin*/, GstElement* element, gpointer user_data) {
+    GstElementFactory* f = gst_element_get_factory(element);
+    if (!f || !gst_element_factory_list_is_type(
+                  f, GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_AUDIO)) {
+      return;
+    }
+    auto* self = static_cast<LadderJob*>(user_data);
+    std::lock_guard lock(self->shared_.mu);
+    self->shared_.decoder = GST_OBJECT_NAME(f);
+  }
+
+  // decodebin tries the factories that fit in rank order, then by name. For MP3 three
+  // decoders tie (all "marginal"), and the name picks avdec_mp3: libav's fixed-point
+  // decoder, 16-bit output that audioconvert must turn back into float. We try first
+  // the decoders that output the encoders' own format: for MP3 that is avdec_mp3float,
+  // which gives the very samples ffmpeg decodes. Other factories keep their places.
+  static GValueArray* onAutoplugSort(GstElement* /*decodebin*/, GstPad* /*pad*/, GstCaps* /*caps*/,
+                                     GValueArray* factories, gpointer user_data) {
+    auto* self = static_cast<LadderJob*>(user_data);
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    std::vector<guint> slots;
+    std::vector<std::pair<int, GstElementFactory*>> decoders;
+    for (guint i = 0; i < factories->n_values; ++i) {
+      auto* f = GST_ELEMENT_FACTORY(g_value_get_object(g_value_array_get_nth(factories, i)));
+      if (gst_element_factory_list_is_type(
+              f, GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_AUDIO)) {
+        slots.push_back(i);
+        decoders.emplace_back(-decoderFit(f, self->raw_formats_), f);
+      }
+    }
+    std::stable_sort(decoders.begin(), decoders.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    bool moved = false;
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      moved = moved || g_value_get_object(g_value_array_get_nth(factories, slots[k])) !=
+                           static_cast<gpointer>(decoders[k].second);
+    }
+    if (!moved) return nullptr;  // decodebin keeps its own order
+    GValueArray* sorted = g_value_array_copy(factories);
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      g_value_set_object(g_value_array_get_nth(sorted, slots[k]), decoders[k].second);
+    }
+    G_GNUC_END_IGNORE_DEPRECATIONS
+    return sorted;
   }
 
   static void onPadAdded(GstElement* /*decodebin*/, GstPad* pad, gpointer user_data) {
@@ -422,6 +518,7 @@ class LadderJob {
     if (shared_.first_error) return *shared_.first_error;
     if (!linked_) return makeError(ErrorCode::kUnsupportedInput, "input has no audio stream");
     TranscodeResult result;
+    result.decoder = shared_.decoder;
     std::vector<VariantInfo> variants;
     for (std::size_t i = 0; i < req_.ladder.rungs.size(); ++i) {
       const Rung& rung = req_.ladder.rungs[i];
@@ -504,6 +601,7 @@ class LadderJob {
   ElementRef decodebin_, head_;
   std::vector<Branch> branches_, branches_copy_;
   std::vector<FormatGroup> groups_;
+  std::set<std::string> raw_formats_;  // what the encoders take; decoders that give it go first
   std::atomic<bool> linked_{false};
   std::vector<std::string> written_;
 };

@@ -54,7 +54,14 @@ class AacCodec final : public vessel::Codec {
                                    "' or aacparse is missing (install gstreamer1.0-libav and "
                                    "gstreamer1.0-plugins-good)");
     }
-    g_object_set(enc, "bitrate", static_cast<gint64>(rung.bitrate_bps), nullptr);
+    // gst-libav 1.22 exposes libav's int64 "b" option as a gint property; varargs must
+    // carry exactly the property's type.
+    GParamSpec* bitrate = g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "bitrate");
+    if (bitrate && bitrate->value_type == G_TYPE_INT64) {
+      g_object_set(enc, "bitrate", static_cast<gint64>(rung.bitrate_bps), nullptr);
+    } else {
+      g_object_set(enc, "bitrate", static_cast<gint>(rung.bitrate_bps), nullptr);
+    }
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "aac-ms")) {
       g_object_set(enc, "aac-ms", force_mid_side_ ? TRUE : FALSE, nullptr);
     }

@@ -272,4 +272,33 @@ TEST_F(TranscodeTest, NonAudioInputFails) {
   EXPECT_TRUE(store->state->objects.empty());
 }
 
+// MP3 is decoded by the decoder whose output is what the encoders take (F32):
+// avdec_mp3float, as in ffmpeg, not the fixed-point avdec_mp3 that decodebin's
+// rank-then-name order picks (16-bit samples converted back to float: ~15 % more
+// CPU for the whole ladder, see docs/transcode.md).
+TEST_F(TranscodeTest, Mp3IsDecodedToFloatLikeFfmpeg) {
+  vessel::gst::ensureInitialized();
+  GstElementFactory* f = gst_element_factory_find("avdec_mp3float");
+  if (!f) GTEST_SKIP() << "avdec_mp3float is not installed (gstreamer1.0-libav)";
+  gst_object_unref(f);
+  std::string mp3 = (dir_ / "in.mp3").string();
+  std::string cmd =
+      "ffmpeg -nostdin -v error -y -f lavfi -i 'sine=frequency=440:duration=5' -ac 2 -ar 44100 "
+      "-c:a libmp3lame -b:a 128k '" +
+      mp3 + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  auto store = std::make_shared<MemoryStorage>();
+  auto req = request(store);
+  req.input_path = mp3;
+  req.source_duration_s = 5;
+  auto r = vessel::transcodeLadder(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().decoder, "avdec_mp3float");
+  EXPECT_NEAR(r.value().duration_s, 5.0, 0.1);
+  // A WAV needs no decoder at all (wavparse gives raw samples).
+  auto wav = vessel::transcodeLadder(request(std::make_shared<MemoryStorage>()));
+  ASSERT_TRUE(wav.ok()) << wav.error().message;
+  EXPECT_EQ(wav.value().decoder, "");
+}
+
 }  // namespace

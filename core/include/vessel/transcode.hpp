@@ -54,6 +54,7 @@ struct TranscodeResult {
   std::vector<RungOutput> rungs;
   std::string master_key;
   std::vector<std::string> keys;  ///< every key written, master last
+  std::string decoder;            ///< GStreamer factory that decoded the input ("avdec_mp3float")
 };
 
 /// Runs the whole ladder. master.m3u8 is written last, only after every segment
