@@ -418,6 +418,35 @@ TEST_F(JobsTest, CompleteMarksReadyWithDurationAndProbe) {
   EXPECT_EQ(again.error().code, ErrorCode::kPermissionDenied);
 }
 
+// The change feed (upload_events + NOTIFY, what live status streams read) gets
+// one event per visible change: each status transition, and each heartbeat that
+// moves a running job's progress. A transition that also resets or finishes the
+// job's progress is still one event: the feed's insert + NOTIFY is on the
+// queue's hot path (bench/queue).
+TEST_F(JobsTest, EachChangeIsOneFeedEvent) {
+  auto s = store();
+  ASSERT_TRUE(s);
+  std::string upload_id;
+  queuedJob(*s, &upload_id);
+  auto events = [&] {
+    return std::stoi(value("SELECT count(*) FROM upload_events WHERE upload_id = '" + upload_id +
+                           "'"));
+  };
+  const int created_and_queued = events();
+  EXPECT_EQ(created_and_queued, 2);
+  const ClaimedJob job = claimOne(*s, "w");
+  EXPECT_EQ(events(), created_and_queued + 1);  // processing
+  ASSERT_TRUE(s->heartbeat(job, 0.25).ok());
+  EXPECT_EQ(events(), created_and_queued + 2);  // progress moved
+  ASSERT_TRUE(s->heartbeat(job, 0.25).ok());
+  EXPECT_EQ(events(), created_and_queued + 2);  // it did not
+  JobOutcome outcome;
+  outcome.duration_s = 10;
+  outcome.master_key = uploadPrefix(job.user_id, job.upload_id) + "master.m3u8";
+  ASSERT_TRUE(s->complete(job, outcome).ok());
+  EXPECT_EQ(events(), created_and_queued + 3);  // ready (and progress 1): one event
+}
+
 TEST_F(JobsTest, UnparsableNumericProbeFieldsBecomeNull) {
   auto s = store();
   ASSERT_TRUE(s);
