@@ -429,8 +429,8 @@ TEST_F(JobsTest, EachChangeIsOneFeedEvent) {
   std::string upload_id;
   queuedJob(*s, &upload_id);
   auto events = [&] {
-    return std::stoi(value("SELECT count(*) FROM upload_events WHERE upload_id = '" + upload_id +
-                           "'"));
+    return std::stoi(
+        value("SELECT count(*) FROM upload_events WHERE upload_id = '" + upload_id + "'"));
   };
   const int created_and_queued = events();
   EXPECT_EQ(created_and_queued, 2);
