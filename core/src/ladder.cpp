@@ -34,8 +34,8 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
   };
   static const std::set<std::string, std::less<>> kTopKeys = {"name", "description", "container",
                                                               "segment_duration_s", "rungs"};
-  static const std::set<std::string, std::less<>> kRungKeys = {"name", "codec", "bitrate_kbps",
-                                                               "sample_rate_hz", "channels"};
+  static const std::set<std::string, std::less<>> kRungKeys = {
+      "name", "codec", "bitrate_kbps", "sample_rate_hz", "channels", "options"};
   Ladder ladder;
   for (auto&& [k, v] : root) {
     if (!kTopKeys.count(k.str())) problem(&v, "unknown key '" + std::string(k.str()) + "'");
@@ -113,6 +113,20 @@ Result<Ladder> parseLadder(std::string_view toml_text, std::string_view origin) 
       rung.sample_rate_hz =
           static_cast<std::int32_t>(integer(*t, "sample_rate_hz", ctx, 8000, 96000));
       rung.channels = static_cast<std::int32_t>(integer(*t, "channels", ctx, 1, 8));
+      if (const toml::node* o = t->get("options")) {
+        if (const toml::table* opts = o->as_table()) {
+          for (auto&& [k, v] : *opts) {
+            if (auto text = v.value<std::string>(); text && v.is_string()) {
+              rung.options[std::string(k.str())] = *text;
+            } else {
+              problem(&v,
+                      "key '" + ctx + "options." + std::string(k.str()) + "': expected a string");
+            }
+          }
+        } else {
+          problem(o, "key '" + ctx + "options': expected a table, e.g. { coder = \"fast\" }");
+        }
+      }
       bool safe_name = !rung.name.empty() && rung.name.size() <= 64 &&
                        std::all_of(rung.name.begin(), rung.name.end(), [](char c) {
                          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';

@@ -126,6 +126,14 @@ int decoderFit(GstElementFactory* factory, const std::set<std::string>& wanted) 
   return !any ? 0 : only ? 2 : 1;
 }
 
+// An Error from a plugin, thrown out of pipeline building with its code intact
+// (a refused rung option is a configuration error, not a retryable failure).
+struct FailedWith : std::exception {
+  explicit FailedWith(Error e) : error(std::move(e)) {}
+  const char* what() const noexcept override { return error.message.c_str(); }
+  Error error;
+};
+
 struct FragmentCallbackData {
   Shared* shared;
   std::shared_ptr<Storage> storage;
@@ -289,7 +297,7 @@ class LadderJob {
       g_object_set(b.queue.get(), "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time",
                    static_cast<guint64>(4 * GST_SECOND), nullptr);
       Result<GstElement*> enc = b.codec->makeEncoder(rung);
-      if (!enc.ok()) throw GstError("codec " + rung.codec, enc.error().message, "");
+      if (!enc.ok()) throw FailedWith{enc.error()};  // keeps the plugin's code (kConfig)
       b.encoder = gst::sinkRef(enc.value());
       b.bundle = makeElement("vesseladtsbundle", ("bundle" + n).c_str());
       b.sink = makeElement("hlssink2", ("hls" + n).c_str());
@@ -617,6 +625,8 @@ Result<TranscodeResult> transcodeLadder(const TranscodeRequest& request) noexcep
     Result<TranscodeResult> r = [&]() -> Result<TranscodeResult> {
       try {
         return job.run();
+      } catch (const FailedWith& e) {
+        return e.error;
       } catch (const GstError& e) {
         return makeError(ErrorCode::kInternal, e.what());
       } catch (const std::invalid_argument& e) {
@@ -626,6 +636,8 @@ Result<TranscodeResult> transcodeLadder(const TranscodeRequest& request) noexcep
     bool keep = request.keep_outputs_on_failure && request.keep_outputs_on_failure->load();
     if (!r.ok() && !keep) job.discardOutputs();
     return r;
+  } catch (const FailedWith& e) {
+    return e.error;
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInternal, std::string("transcode: ") + e.what());
   }

@@ -65,6 +65,29 @@ class AacCodec final : public vessel::Codec {
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "aac-ms")) {
       g_object_set(enc, "aac-ms", force_mid_side_ ? TRUE : FALSE, nullptr);
     }
+    // Rung options: `coder` picks libav's quantizer search ("twoloop", its default,
+    // "fast" or "anmr"); see docs/transcode.md for why the default ladder's upper
+    // rungs use "fast".
+    for (const auto& [key, value] : rung.options) {
+      std::string problem;
+      if (key != "coder") {
+        problem = "unknown option '" + key + "' (the aac codec knows: coder)";
+      } else if (GParamSpec* spec =
+                     g_object_class_find_property(G_OBJECT_GET_CLASS(enc), "aac-coder");
+                 !spec || !G_IS_PARAM_SPEC_ENUM(spec)) {
+        problem = "encoder '" + encoder_ + "' has no coder choice (aac-coder)";
+      } else if (!g_enum_get_value_by_nick(G_PARAM_SPEC_ENUM(spec)->enum_class, value.c_str())) {
+        problem = "option coder = '" + value + "' is not one of: anmr, twoloop, fast";
+      } else {
+        gst_util_set_object_arg(G_OBJECT(enc), "aac-coder", value.c_str());
+      }
+      if (!problem.empty()) {
+        for (GstElement* e : {enc, parse, filter}) gst_object_unref(gst_object_ref_sink(e));
+        gst_object_unref(gst_object_ref_sink(bin));
+        return vessel::makeError(vessel::ErrorCode::kConfig,
+                                 "codec 'aac', rung '" + rung.name + "': " + problem);
+      }
+    }
     GstCaps* caps =
         gst_caps_from_string("audio/mpeg,mpegversion=(int)4,stream-format=(string)adts");
     g_object_set(filter, "caps", caps, nullptr);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -178,6 +179,22 @@ TEST(ParseLadder, AcceptsRangeBoundaries) {
 }
 
 // ---- Errors: each names origin:line and the key -------------------------------
+
+TEST(ParseLadder, RungOptionsAreStringsForTheCodec) {
+  const Result<Ladder> r =
+      parseLadder(std::string(kValid) + "options = { coder = \"fast\" }\n", kOrigin);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const std::map<std::string, std::string> want = {{"coder", "fast"}};
+  EXPECT_EQ(r.value().rungs[0].options, want);
+  EXPECT_TRUE(parseLadder(kValid, kOrigin).value().rungs[0].options.empty());
+}
+
+TEST(ParseLadderErrors, RungOptionsMustBeATableOfStrings) {
+  expectConfigError(std::string(kValid) + "options = { coder = 2 }\n",
+                    {"t.toml:11:", "rungs[0].options.coder", "expected a string"});
+  expectConfigError(std::string(kValid) + "options = \"fast\"\n",
+                    {"t.toml:11:", "rungs[0].options", "expected a table"});
+}
 
 TEST(ParseLadderErrors, UnknownTopLevelKey) {
   expectConfigError(std::string("colour = \"red\"\n") + kValid, {"t.toml:1:", "'colour'"});

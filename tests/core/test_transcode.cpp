@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <tuple>
+#include <vector>
 
 #include "vessel/gst.hpp"
 #include "vessel/plugin_host.hpp"
@@ -162,7 +164,7 @@ class TranscodeTest : public ::testing::Test {
     req.ladder.name = "test";
     req.ladder.container = "mpegts";
     req.ladder.segment_duration_s = 4;
-    req.ladder.rungs = {{"lo", "aac", 64000, 44100, 2}, {"hi", "aac", 128000, 48000, 1}};
+    req.ladder.rungs = {{"lo", "aac", 64000, 44100, 2, {}}, {"hi", "aac", 128000, 48000, 1, {}}};
     req.codecs["aac"] = *aac_;
     req.storage = std::move(storage);
     req.prefix = "user1/upload1/";
@@ -299,6 +301,52 @@ TEST_F(TranscodeTest, Mp3IsDecodedToFloatLikeFfmpeg) {
   auto wav = vessel::transcodeLadder(request(std::make_shared<MemoryStorage>()));
   ASSERT_TRUE(wav.ok()) << wav.error().message;
   EXPECT_EQ(wav.value().decoder, "");
+}
+
+// A rung's `options` reach its codec plugin: aac's `coder` is set on the encoder,
+// and an option the plugin does not know fails the job before anything is
+// written, naming the rung and the option.
+TEST_F(TranscodeTest, RungOptionsReachTheCodecAndUnknownOnesAreRefused) {
+  vessel::Rung fast{"fast", "aac", 128000, 44100, 2, {{"coder", "fast"}}};
+  auto enc = (*aac_)->makeEncoder(fast);
+  ASSERT_TRUE(enc.ok()) << enc.error().message;
+  auto* bin = static_cast<GstElement*>(gst_object_ref_sink(enc.value()));
+  GstElement* avenc = nullptr;
+  GstIterator* it = gst_bin_iterate_elements(GST_BIN(bin));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto* e = GST_ELEMENT(g_value_get_object(&item));
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(e), "aac-coder")) avenc = e;
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  ASSERT_NE(avenc, nullptr);
+  gint coder = -1;
+  g_object_get(avenc, "aac-coder", &coder, nullptr);
+  EXPECT_EQ(coder, 2);  // libav's AAC_CODER_FAST
+  gst_object_unref(bin);
+
+  for (const auto& [key, value, says] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"coder", "fastest", "coder = 'fastest' is not one of"},
+           {"quality", "9", "unknown option 'quality'"}}) {
+    auto store = std::make_shared<MemoryStorage>();
+    auto req = request(store);
+    req.ladder.rungs[1].options = {{key, value}};
+    auto r = vessel::transcodeLadder(req);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_EQ(r.error().code, vessel::ErrorCode::kConfig) << r.error().message;
+    EXPECT_NE(r.error().message.find("rung 'hi'"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().message;
+    EXPECT_TRUE(store->state->objects.empty());
+  }
+  auto store = std::make_shared<MemoryStorage>();
+  auto req = request(store);
+  req.ladder.rungs[1].options = {{"coder", "fast"}};
+  auto r = vessel::transcodeLadder(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_NEAR(r.value().duration_s, 14.0, 0.1);
 }
 
 }  // namespace

@@ -172,7 +172,7 @@ class TranscodeCommitsTest : public ::testing::Test {
     req.ladder.name = "test";
     req.ladder.container = "mpegts";
     req.ladder.segment_duration_s = 4;
-    req.ladder.rungs = {{"lo", "aac", 64000, 44100, 2}, {"hi", "aac", 128000, 48000, 1}};
+    req.ladder.rungs = {{"lo", "aac", 64000, 44100, 2, {}}, {"hi", "aac", 128000, 48000, 1, {}}};
     req.codecs["aac"] = *aac_;
     req.storage = std::move(storage);
     req.prefix = kPrefix;

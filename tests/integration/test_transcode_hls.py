@@ -144,8 +144,8 @@ class Plugins(h.VesselCase):
             if p is None:
                 problems.append(f"{want[0]}/{want[1]} not listed")
                 continue
-            if p.get("abi_version") != 2:
-                problems.append(f"{want}: abi_version {p.get('abi_version')!r} != 2")
+            if p.get("abi_version") != 3:
+                problems.append(f"{want}: abi_version {p.get('abi_version')!r} != 3")
             if not isinstance(p.get("version"), str) or not p.get("version"):
                 problems.append(f"{want}: version {p.get('version')!r} not a non-empty string")
             if not (isinstance(p.get("path"), str) and os.path.exists(p["path"])):

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,9 @@ struct Rung {
   std::int64_t bitrate_bps = 0;
   std::int32_t sample_rate_hz = 0;
   std::int32_t channels = 0;
+  /// Codec-specific settings from the rung's `options` table (e.g. {"coder": "fast"}
+  /// for aac); the codec plugin checks them and refuses ones it does not know.
+  std::map<std::string, std::string> options;
 };
 
 struct Ladder {

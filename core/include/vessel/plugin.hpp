@@ -29,7 +29,7 @@
 namespace vessel {
 
 /// Bumped on any incompatible change to the plugin-facing headers.
-inline constexpr std::uint32_t kPluginAbiVersion = 2;  // 2: Storage presign/publicUrl
+inline constexpr std::uint32_t kPluginAbiVersion = 3;  // 2: Storage presign; 3: Rung::options
 
 /// No valid zero value (a zeroed descriptor is never valid).
 enum class PluginKind : std::uint32_t { kStorage = 1, kAuth = 2, kCodec = 3, kScheduler = 4 };
