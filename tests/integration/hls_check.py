@@ -509,6 +509,19 @@ def check_ladder(outdir, ladder_toml_path, source_duration_s, *, decode=True,
             if abs(ab - avg) > BANDWIDTH_TOL * avg:
                 F(f"master.m3u8 [{name}]: AVERAGE-BANDWIDTH {ab} not within "
                   f"{BANDWIDTH_TOL:.0%} of measured average {avg:.0f}")
+    # Players rank and switch rungs by BANDWIDTH: a higher declared bit rate must
+    # come out higher (an encoder that does not fill the rate on simple signals,
+    # such as libav's "fast" AAC coder, can invert two rungs).
+    declared = []
+    for rung in rungs:
+        entries = by_uri.get(f"{rung['name']}/playlist.m3u8", [])
+        if len(entries) == 1 and re.fullmatch(r"\d+", entries[0].get("BANDWIDTH", "")):
+            declared.append((rung["bitrate_kbps"], int(entries[0]["BANDWIDTH"]), rung["name"]))
+    declared.sort()
+    for (kb_lo, bw_lo, lo), (kb_hi, bw_hi, hi) in zip(declared, declared[1:]):
+        if kb_hi > kb_lo and bw_hi <= bw_lo:
+            F(f"master.m3u8: {hi} ({kb_hi} kbit/s declared) has BANDWIDTH {bw_hi}, "
+              f"not above {lo}'s {bw_lo}")
     return fails
 
 
