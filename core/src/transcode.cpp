@@ -104,6 +104,11 @@ std::set<std::string> capsFormats(const GstCaps* caps) {
   return formats;
 }
 
+bool isAudioDecoder(GstElementFactory* f) {
+  return gst_element_factory_list_is_type(
+      f, GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_AUDIO);
+}
+
 // How well an audio decoder's output fits what the encoders take: 2 if its source
 // pads offer nothing but formats in `wanted`, 1 if one of its choices is, else 0.
 int decoderFit(GstElementFactory* factory, const std::set<std::string>& wanted) {
@@ -352,16 +357,18 @@ class LadderJob {
       if (!caps)
         throw GstError("capsfilter", "invalid caps '" + g.caps + "' from codec plugin", "");
       g_object_set(g.capsfilter.get(), "caps", caps.get(), nullptr);
-      g.tee = makeElement("tee", ("tee" + n).c_str());
-      for (auto* e : {&g.convert, &g.resample, &g.capsfilter, &g.tee}) pipeline_->add(*e);
-      gst::link(g.convert.get(), g.resample.get());
-      gst::link(g.resample.get(), g.capsfilter.get());
+      raw_formats_.merge(capsFormats(caps.get()));
       // Decoders hand out one codec frame per buffer (MP3: 26 ms). Regrouped into
       // 200 ms buffers, every element after the tee and every queue thread wakes up
       // 8x less often: ~40 % fewer context switches, ~10 % less CPU for the ladder.
       g.regroup = makeElement("audiobuffersplit", ("regroup" + n).c_str());
       g_object_set(g.regroup.get(), "output-buffer-duration", kRawBufferMs, 1000, nullptr);
-      pipeline_->add(g.regroup);
+      g.tee = makeElement("tee", ("tee" + n).c_str());
+      for (auto* e : {&g.convert, &g.resample, &g.capsfilter, &g.regroup, &g.tee}) {
+        pipeline_->add(*e);
+      }
+      gst::link(g.convert.get(), g.resample.get());
+      gst::link(g.resample.get(), g.capsfilter.get());
       gst::link(g.capsfilter.get(), g.regroup.get());
       gst::link(g.regroup.get(), g.tee.get());
       for (Branch* b : g.branches) gst::link(g.tee.get(), b->queue.get());
@@ -379,10 +386,6 @@ class LadderJob {
         gst::link(queue.get(), groups_[gi].convert.get());
       }
     }
-    for (const auto& g : groups_) {
-      gst::CapsRef caps = gst::CapsRef::adopt(gst_caps_from_string(g.caps.c_str()));
-      if (caps) raw_formats_.merge(capsFormats(caps.get()));
-    }
     g_signal_connect(decodebin_.get(), "autoplug-sort", G_CALLBACK(onAutoplugSort), this);
     g_signal_connect(decodebin_.get(), "element-added", G_CALLBACK(onElementAdded), this);
     g_signal_connect(decodebin_.get(), "pad-added", G_CALLBACK(onPadAdded), this);
@@ -391,10 +394,7 @@ class LadderJob {
   // Remembers the audio decoder (the last one tried is the one that stayed).
   static void onElementAdded(GstBin* /*decodebin*/, GstElement* element, gpointer user_data) {
     GstElementFactory* f = gst_element_get_factory(element);
-    if (!f || !gst_element_factory_list_is_type(
-                  f, GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_AUDIO)) {
-      return;
-    }
+    if (!f || !isAudioDecoder(f)) return;
     auto* self = static_cast<LadderJob*>(user_data);
     std::lock_guard lock(self->shared_.mu);
     self->shared_.decoder = GST_OBJECT_NAME(f);
@@ -413,8 +413,7 @@ class LadderJob {
     std::vector<std::pair<int, GstElementFactory*>> decoders;
     for (guint i = 0; i < factories->n_values; ++i) {
       auto* f = GST_ELEMENT_FACTORY(g_value_get_object(g_value_array_get_nth(factories, i)));
-      if (gst_element_factory_list_is_type(
-              f, GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_AUDIO)) {
+      if (isAudioDecoder(f)) {
         slots.push_back(i);
         decoders.emplace_back(-decoderFit(f, self->raw_formats_), f);
       }

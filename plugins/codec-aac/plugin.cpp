@@ -66,8 +66,8 @@ class AacCodec final : public vessel::Codec {
       g_object_set(enc, "aac-ms", force_mid_side_ ? TRUE : FALSE, nullptr);
     }
     // Rung options: `coder` picks libav's quantizer search ("twoloop", its default,
-    // "fast" or "anmr"); see docs/transcode.md for why the default ladder's upper
-    // rungs use "fast".
+    // "fast" or "anmr"); see docs/transcode.md for why the default ladder keeps
+    // twoloop.
     for (const auto& [key, value] : rung.options) {
       std::string problem;
       if (key != "coder") {
