@@ -2,8 +2,6 @@
 // with the HLS MIME types, ETag/304, single-range 206 and cache headers.
 // Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
 // (never the original or anything else under the prefix).
-#include <sys/mman.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -11,6 +9,7 @@
 
 #include "app.hpp"
 #include "cache.hpp"
+#include "file_maps.hpp"
 #include "signing.hpp"
 
 namespace vessel::server {
@@ -145,21 +144,19 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
   return std::optional<std::string>(std::move(out));
 }
 
-// [offset, offset + length) of an open file, mapped read-only; null if mmap
-// refuses (the caller then reads instead). The mapping lives as long as the
-// returned pointer (the bytes start at the pointer).
+// [offset, offset + length) of an open file, from a mapping of the whole file
+// kept for the next request (file_maps.hpp); null if it cannot be mapped (the
+// caller then reads instead). The mapping lives as long as the returned
+// pointer (the bytes start at the pointer).
 std::shared_ptr<const void> mapRange(int fd, std::uint64_t offset, std::uint64_t length) {
-  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint64_t start = offset - offset % page;
-  const std::size_t span = static_cast<std::size_t>(length + (offset - start));
-  void* base = ::mmap(nullptr, span, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
-  if (base == MAP_FAILED) return nullptr;
-  const char* bytes = static_cast<const char*>(base) + (offset - start);
-  return std::shared_ptr<const void>(bytes, [base, span](const void*) { ::munmap(base, span); });
+  static FileMaps maps;
+  FileMaps::Mapped file = maps.map(fd);
+  if (!file.bytes || offset > file.size || length > file.size - offset) return nullptr;
+  return std::shared_ptr<const void>(file.bytes, file.bytes.get() + offset);
 }
 
 // GET /media/…: the owner (session or stream token) gets a ready upload's
-// playlists and segments. With `fast` (on the server thread, see
+// playlists and segments. With `fast` (on a loop thread, see
 // http::Server::fastPath) it answers only what needs no database: a cached
 // session, an upload cached as ready, and reads from local storage; nullopt
 // otherwise.
@@ -193,7 +190,7 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // (dropped by any change to the caller's library, see cache.hpp).
   const std::string upload_id = req.param("upload");
   const std::string ready_key = caller.id + std::string("\0ready\0", 7) + upload_id;
-  if (!app.library_cache->get(caller.id, ready_key)) {
+  if (!app.library_cache->get(caller.id, ready_key, &req)) {
     if (fast) return std::nullopt;
     const auto generation = app.library_cache->begin(caller.id);
     auto store = app.store();
@@ -266,7 +263,8 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // A segment in a local file is mapped and the mapping handed to libsoup: the
   // kernel copies page cache → socket, no copy in between (the nearest libsoup
   // 3 allows to sendfile). Files are replaced by rename, never rewritten in
-  // place, so a mapping never sees a file shrink.
+  // place, so a mapping never sees a file shrink; the mapping is kept for the
+  // next request of the same file.
   if (!playlist && count > 0) {
     if (auto* file = dynamic_cast<const LocalFileReader*>(reader.value().get())) {
       if (auto mapped = mapRange(file->fileDescriptor(), file->rangeOffset(), count)) {

@@ -409,7 +409,9 @@ void addUploadRoutes(http::Server& server, App& app) {
     if (auto* r = std::get_if<http::Response>(&parsed)) return std::move(*r);
     const LibraryQuery& q = std::get<LibraryQuery>(parsed);
     const std::string key = libraryCacheKey(q);
-    if (auto hit = app.library_cache->get(user.id, key)) return libraryResponse(std::move(*hit));
+    if (auto hit = app.library_cache->get(user.id, key, &req)) {
+      return libraryResponse(std::move(*hit));
+    }
     const auto generation = app.library_cache->begin(user.id);
     auto store = app.store();
     if (!store.ok()) return http::errorResponse(store.error());
@@ -446,7 +448,7 @@ void addUploadRoutes(http::Server& server, App& app) {
     if (!user) return out;
     auto parsed = parseLibraryQuery(req, user->id);
     if (auto* q = std::get_if<LibraryQuery>(&parsed)) {
-      if (auto hit = app.library_cache->get(user->id, libraryCacheKey(*q))) {
+      if (auto hit = app.library_cache->get(user->id, libraryCacheKey(*q), &req)) {
         out = libraryResponse(std::move(*hit));
       }
     }

@@ -43,6 +43,11 @@ std::vector<ConfigField> serverConfigFields() {
                     "threads that run API handlers (database and storage calls)"));
   f.back().min_int = 1;
   f.back().max_int = 256;
+  f.push_back(field("server.io_threads", ConfigType::kInt, std::int64_t{0},
+                    "I/O loops sharing the listening port (SO_REUSEPORT); 0 = one per core, at "
+                    "most 8"));
+  f.back().min_int = 0;
+  f.back().max_int = 64;
   f.push_back(field("server.max_upload_bytes", ConfigType::kInt, std::int64_t{2147483648},
                     "largest original accepted, in bytes (413 above it)"));
   f.back().min_int = 1;
@@ -201,7 +206,7 @@ Result<std::optional<AuthUser>> App::caller(const http::Request& req) const {
   const std::string key =
       !bearer.empty() ? "b:" + bearer : (!cookie.empty() ? "c:" + cookie : std::string());
   if (session_cache) {
-    if (auto hit = session_cache->get(key)) {
+    if (auto hit = session_cache->get(key, &req)) {
       log::Context::add("user_id", hit->id);
       return std::optional<AuthUser>(std::move(*hit));
     }
@@ -227,7 +232,7 @@ std::optional<AuthUser> App::cachedCaller(const http::Request& req) const {
   if (csrfRefused(*this, req, bearer, cookie)) return std::nullopt;
   const std::string key =
       !bearer.empty() ? "b:" + bearer : (!cookie.empty() ? "c:" + cookie : std::string());
-  auto hit = session_cache->get(key);
+  auto hit = session_cache->get(key, &req);
   if (hit) log::Context::add("user_id", hit->id);
   return hit;
 }
@@ -536,6 +541,7 @@ Result<std::unique_ptr<AppServer>> AppServer::start(Runtime& runtime, const Serv
   ho.host = impl->host;
   ho.port = port;
   ho.handler_threads = static_cast<int>(c.getInt("server.handler_threads"));
+  ho.io_threads = static_cast<int>(c.getInt("server.io_threads"));
   ho.cors_origins = s.allowed_origins;
   ho.header_timeout_s = static_cast<int>(c.getInt("server.limits.header_timeout_s"));
   ho.min_body_rate = static_cast<std::uint64_t>(c.getInt("server.limits.min_body_rate"));

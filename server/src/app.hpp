@@ -38,7 +38,7 @@ struct Settings {
   std::string public_url;  ///< base for absolute URLs; "" = from the Host header
   std::string pipeline;    ///< the ladder new uploads are transcoded with
   std::chrono::seconds session_ttl{30 * 24 * 3600};
-  /// Media on local disk may be read on the server thread when the session and
+  /// Media on local disk may be read on a loop thread when the session and
   /// the upload's readiness are cached (no database, no network).
   bool inline_media = false;
   std::string metrics_token;                 ///< "" = /metrics is open

@@ -2,6 +2,20 @@
 
 namespace vessel::server {
 
+namespace {
+
+// Refresh-ahead (cache.hpp): whether `requester` is to refresh an entry stored
+// at `stored`, marking it when it is the first to find it due.
+bool refreshes(const void*& refresher, std::chrono::steady_clock::time_point stored,
+               std::chrono::milliseconds ttl, std::chrono::steady_clock::time_point now,
+               const void* requester) {
+  if (!requester || now - stored < ttl * 3 / 4) return false;
+  if (!refresher) refresher = requester;
+  return refresher == requester;
+}
+
+}  // namespace
+
 // --- LibraryCache ----------------------------------------------------------------
 
 std::uint64_t LibraryCache::generationLocked(const std::string& user_id) const {
@@ -16,18 +30,20 @@ std::optional<std::uint64_t> LibraryCache::begin(const std::string& user_id) {
   return generationLocked(user_id);
 }
 
-std::optional<std::string> LibraryCache::get(const std::string& user_id, const std::string& key) {
+std::optional<std::string> LibraryCache::get(const std::string& user_id, const std::string& key,
+                                             const void* requester) {
   if (!enabled()) return std::nullopt;
   std::lock_guard lock(mu_);
   if (!live_) return std::nullopt;
   auto it = pages_.find(key);
   if (it == pages_.end()) return std::nullopt;
-  if (it->second.generation != generationLocked(user_id) ||
-      std::chrono::steady_clock::now() - it->second.stored > ttl_) {
+  const auto now = std::chrono::steady_clock::now();
+  if (it->second.generation != generationLocked(user_id) || now - it->second.stored > ttl_) {
     bytes_ -= it->second.text.size() + key.size();
     pages_.erase(it);
     return std::nullopt;
   }
+  if (refreshes(it->second.refresher, it->second.stored, ttl_, now, requester)) return std::nullopt;
   return it->second.text;
 }
 
@@ -45,7 +61,7 @@ void LibraryCache::put(const std::string& user_id, const std::string& key, std::
   }
   auto [it, inserted] = pages_.try_emplace(key);
   if (!inserted) bytes_ -= it->second.text.size() + key.size();
-  it->second = Entry{std::move(text), generation, std::chrono::steady_clock::now()};
+  it->second = Entry{std::move(text), generation, std::chrono::steady_clock::now(), nullptr};
   bytes_ += size;
 }
 
@@ -76,15 +92,17 @@ void LibraryCache::setLive(bool live) {
 
 // --- SessionCache ------------------------------------------------------------------
 
-std::optional<AuthUser> SessionCache::get(const std::string& key) {
+std::optional<AuthUser> SessionCache::get(const std::string& key, const void* requester) {
   if (!enabled() || key.empty()) return std::nullopt;
   std::lock_guard lock(mu_);
   auto it = sessions_.find(key);
   if (it == sessions_.end()) return std::nullopt;
-  if (std::chrono::steady_clock::now() >= it->second.until) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - it->second.stored >= ttl_) {
     sessions_.erase(it);
     return std::nullopt;
   }
+  if (refreshes(it->second.refresher, it->second.stored, ttl_, now, requester)) return std::nullopt;
   return it->second.user;
 }
 
@@ -98,7 +116,7 @@ void SessionCache::put(const std::string& key, const AuthUser& user, std::uint64
   std::lock_guard lock(mu_);
   if (snapshot != revocations_) return;
   if (sessions_.size() >= max_entries_) sessions_.clear();
-  sessions_[key] = Entry{user, std::chrono::steady_clock::now() + ttl_};
+  sessions_[key] = Entry{user, std::chrono::steady_clock::now(), nullptr};
 }
 
 void SessionCache::revoke(const std::string& key) {

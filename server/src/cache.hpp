@@ -6,7 +6,7 @@
 //   through this server drops it at once; one through another server takes
 //   effect within `ttl` (server.session_cache_ms). Unknown tokens are never
 //   cached. Cached sessions let a cached library page be answered on the
-//   server thread (http::Server::fastPath).
+//   loop thread (http::Server::fastPath).
 // - Library pages: every change a page shows (insert, delete, status, error,
 //   metadata, job progress) is in the upload change feed (migration 0005), which
 //   the EventHub LISTENs to from any server; each change bumps its user's
@@ -15,6 +15,15 @@
 //   (otherwise changes could be missed) and for at most `ttl`
 //   (server.library_cache_ms), which bounds what the feed does not carry
 //   (updated_at of a content-state change).
+//
+// Refresh-ahead: nothing is ever used past its ttl, but an entry in the last
+// quarter of its life is refreshed by exactly one request, the first to see it
+// there (get() with that request as `requester` answers it nullopt; the route
+// then reads the database and puts). Every other request keeps using the entry,
+// so an entry everyone uses does not expire under load and send them all to the
+// database at once (bench/server: that herd every second set the p99). The
+// same request asking again (its fast path, then its handler) is told nullopt
+// again; a refresher that never puts leaves the entry to expire as usual.
 #pragma once
 
 #include <chrono>
@@ -40,8 +49,11 @@ class LibraryCache {
   /// The generation to pass to put() for a page about to be read from the
   /// database; nullopt when pages must not be cached now.
   std::optional<std::uint64_t> begin(const std::string& user_id);
-  /// The cached text of `key` (which must start with the user id), if fresh.
-  std::optional<std::string> get(const std::string& user_id, const std::string& key);
+  /// The cached text of `key` (which must start with the user id), if fresh
+  /// and not to be refreshed by `requester` (see refresh-ahead above; nullptr
+  /// never refreshes).
+  std::optional<std::string> get(const std::string& user_id, const std::string& key,
+                                 const void* requester = nullptr);
   void put(const std::string& user_id, const std::string& key, std::uint64_t generation,
            std::string text);
 
@@ -55,6 +67,7 @@ class LibraryCache {
     std::string text;
     std::uint64_t generation = 0;
     std::chrono::steady_clock::time_point stored;
+    const void* refresher = nullptr;  ///< the request refreshing it, once due
   };
   std::uint64_t generationLocked(const std::string& user_id) const;
 
@@ -76,7 +89,9 @@ class SessionCache {
       : ttl_(ttl), max_entries_(max_entries) {}
 
   bool enabled() const { return ttl_.count() > 0; }
-  std::optional<AuthUser> get(const std::string& key);
+  /// The session of `key`, if fresh and not to be refreshed by `requester`
+  /// (see refresh-ahead above; nullptr never refreshes).
+  std::optional<AuthUser> get(const std::string& key, const void* requester = nullptr);
   /// A snapshot to pass to put() for a lookup about to be made.
   std::uint64_t begin();
   /// Stores unless a revocation happened since `snapshot` (the lookup may have
@@ -88,7 +103,8 @@ class SessionCache {
  private:
   struct Entry {
     AuthUser user;
-    std::chrono::steady_clock::time_point until;
+    std::chrono::steady_clock::time_point stored;
+    const void* refresher = nullptr;  ///< the request refreshing it, once due
   };
   const std::chrono::milliseconds ttl_;
   const std::size_t max_entries_;

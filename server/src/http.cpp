@@ -1,5 +1,5 @@
-// libsoup-3 server plumbing: routing, body limits, the handler pool and the
-// hand-off of responses back to the server thread. See http.hpp.
+// libsoup-3 server plumbing: the I/O loops, routing, body limits, the handler
+// pool and the hand-off of responses back to the loop threads. See http.hpp.
 #include "http.hpp"
 
 #include <libsoup/soup.h>
@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -296,10 +297,6 @@ struct Server::Impl {
   std::vector<RouteEntry> routes;
   std::function<void(const Request&, const Response&, double)> on_complete;
 
-  GMainContext* context = nullptr;
-  GMainLoop* loop = nullptr;
-  SoupServer* soup = nullptr;
-  std::thread thread;
   std::unique_ptr<ThreadPool> pool;
   std::atomic<std::size_t> in_flight{0};
   /// Requests between their headers and their end (bodies still arriving
@@ -307,10 +304,12 @@ struct Server::Impl {
   std::atomic<std::size_t> active{0};
 
   class Stream;
+  struct Loop;
 
   // Per-message state, owned by the SoupServerMessage (g_object_set_data_full).
   struct MsgState {
     Impl* impl = nullptr;
+    Loop* loop = nullptr;  ///< the loop whose thread serves this message
     SoupServerMessage* msg = nullptr;
     std::uint64_t body_bytes = 0;
     bool body_done = false;
@@ -330,11 +329,11 @@ struct Server::Impl {
 
   static constexpr const char* kStateKey = "vessel-http-state";
 
-  // A chunked response kept open. All libsoup calls happen on the server
+  // A chunked response kept open. All libsoup calls happen on its loop's
   // thread; send() and close() from elsewhere are posted there.
   class Stream final : public ResponseStream, public std::enable_shared_from_this<Stream> {
    public:
-    Stream(Impl* impl, SoupServerMessage* msg) : impl_(impl), msg_(msg) { g_object_ref(msg_); }
+    Stream(Loop* loop, SoupServerMessage* msg) : loop_(loop), msg_(msg) { g_object_ref(msg_); }
     ~Stream() override { g_object_unref(msg_); }
 
     bool send(std::string chunk) override {
@@ -370,7 +369,7 @@ struct Server::Impl {
         std::function<void(Stream&)> fn;
       };
       g_main_context_invoke_full(
-          impl_->context, G_PRIORITY_DEFAULT,
+          loop_->context, G_PRIORITY_DEFAULT,
           [](gpointer p) -> gboolean {
             auto* c = static_cast<Call*>(p);
             c->fn(*c->self);
@@ -380,168 +379,210 @@ struct Server::Impl {
           [](gpointer p) { delete static_cast<Call*>(p); });
     }
 
-    Impl* impl_;
+    Loop* loop_;
     SoupServerMessage* msg_;
     std::atomic<bool> closed_{false};
-    bool finished_ = false;  // server thread only
+    bool finished_ = false;  // the loop's thread only
   };
   std::mutex streams_mu;
   std::vector<std::weak_ptr<Stream>> streams;
 
-  // Slow clients (server thread only): requests still reading their head,
-  // and requests still reading their body.
-  std::map<SoupServerMessage*, std::chrono::steady_clock::time_point> reading_heads;
-  std::set<MsgState*> body_readers;
-  std::atomic<std::uint64_t> slow_cut{0};
-
-  // --- Idle keep-alive connections (server thread only) ----------------------
+  // --- One I/O loop per thread ------------------------------------------------
   //
-  // libsoup 3.2 (Debian 12 ships 3.2.3) leaks a keep-alive connection whose
-  // client closes it while it is idle between requests: the message waiting
-  // for the next request reads EOF before any byte and is finished with no
-  // completion callback, so nothing disconnects the SoupServerConnection; its
-  // socket stays in CLOSE-WAIT holding a descriptor, forever (fixed upstream in
-  // 3.3, commit d20c6601 "Don't leak idle connections closed by the client").
-  // The workaround: every connection that started a request is tracked; once it
-  // has no live request and its socket shows EOF in two sweeps a second apart
-  // (libsoup itself reacts within one main-loop iteration when it can), the
-  // connection's own "disconnected" signal is emitted, which is what makes the
-  // server drop it (the descriptor closes when the object goes). A connection
-  // idle longer than header_timeout_s is shut down first, so idle keep-alive
-  // connections are bounded in time too.
-  // SoupServerConnection is private in 3.2; a message's connection is its
-  // first field (libsoup/server/soup-server-message.c), used only on 3.0–3.2
-  // and only after a type check.
-  struct Conn {
-    GSocket* socket = nullptr;  // ref held
-    int live = 0;               // messages that started a request and are not finalized
-    std::chrono::steady_clock::time_point idle_since;
-    bool eof_seen = false;
-  };
-  std::mutex conns_mu;             // a message may be finalized on another thread (event streams)
-  std::map<GObject*, Conn> conns;  // ref held on each key
-  bool reap_idle = false;          // the workaround is on (libsoup 3.0–3.2)
-  GType conn_type = 0;             // registered by libsoup with its first connection
-  std::atomic<std::uint64_t> idle_reaped{0};
+  // Each loop is a SoupServer on its own GMainContext and thread, with its own
+  // listening socket on the shared address (SO_REUSEPORT: the kernel spreads
+  // new connections over the loops). A connection, its messages and
+  // everything below stay on the loop that accepted it.
+  struct Loop {
+    Impl* impl = nullptr;
+    GMainContext* context = nullptr;
+    GMainLoop* main_loop = nullptr;
+    SoupServer* soup = nullptr;
+    GSocket* listener = nullptr;  // bound and listening; handed to soup on the thread
+    std::thread thread;
 
-  void initIdleReaper() {
-    reap_idle = soup_get_major_version() == 3 && soup_get_minor_version() <= 2;
-  }
+    // Slow clients (this loop's thread only): requests still reading their
+    // head, and requests still reading their body.
+    std::map<SoupServerMessage*, std::chrono::steady_clock::time_point> reading_heads;
+    std::set<MsgState*> body_readers;
 
-  GObject* connectionOf(SoupServerMessage* msg) {
-    if (!reap_idle) return nullptr;
-    if (!conn_type) conn_type = g_type_from_name("SoupServerConnection");
-    if (!conn_type) return nullptr;
-    struct Layout {
-      GObject parent;
+    // --- Idle keep-alive connections --------------------------------------
+    //
+    // libsoup 3.2 (Debian 12 ships 3.2.3) leaks a keep-alive connection whose
+    // client closes it while it is idle between requests: the message waiting
+    // for the next request reads EOF before any byte and is finished with no
+    // completion callback, so nothing disconnects the SoupServerConnection; its
+    // socket stays in CLOSE-WAIT holding a descriptor, forever (fixed upstream in
+    // 3.3, commit d20c6601 "Don't leak idle connections closed by the client").
+    // The workaround: every connection that started a request is tracked; once it
+    // has no live request and its socket shows EOF in two sweeps a second apart
+    // (libsoup itself reacts within one main-loop iteration when it can), the
+    // connection's own "disconnected" signal is emitted, which is what makes the
+    // server drop it (the descriptor closes when the object goes). A connection
+    // idle longer than header_timeout_s is shut down first, so idle keep-alive
+    // connections are bounded in time too.
+    // SoupServerConnection is private in 3.2; a message's connection is its
+    // first field (libsoup/server/soup-server-message.c), used only on 3.0–3.2
+    // and only after a type check.
+    struct Conn {
+      GSocket* socket = nullptr;  // ref held
+      int live = 0;               // messages that started a request and are not finalized
+      std::chrono::steady_clock::time_point idle_since;
+      bool eof_seen = false;
+    };
+    std::mutex conns_mu;             // a message may be finalized on another thread (event streams)
+    std::map<GObject*, Conn> conns;  // ref held on each key
+    GType conn_type = 0;             // registered by libsoup with its first connection
+
+    GObject* connectionOf(SoupServerMessage* msg) {
+      if (!impl->reap_idle) return nullptr;
+      if (!conn_type) conn_type = g_type_from_name("SoupServerConnection");
+      if (!conn_type) return nullptr;
+      struct Layout {
+        GObject parent;
+        GObject* conn;
+      };
+      GObject* conn = reinterpret_cast<Layout*>(msg)->conn;
+      if (!conn || !G_TYPE_CHECK_INSTANCE_TYPE(conn, conn_type)) return nullptr;
+      return conn;
+    }
+
+    struct MsgGone {
+      Loop* self;
       GObject* conn;
     };
-    GObject* conn = reinterpret_cast<Layout*>(msg)->conn;
-    if (!conn || !G_TYPE_CHECK_INSTANCE_TYPE(conn, conn_type)) return nullptr;
-    return conn;
-  }
 
-  struct MsgGone {
-    Impl* self;
-    GObject* conn;
-  };
-
-  void trackRequest(SoupServerMessage* msg) {
-    GObject* conn = connectionOf(msg);
-    if (!conn) return;
-    std::lock_guard lock(conns_mu);
-    auto [it, inserted] = conns.try_emplace(conn);
-    if (inserted) {
-      g_object_ref(conn);
-      if (GSocket* sock = soup_server_message_get_socket(msg)) {
-        it->second.socket = G_SOCKET(g_object_ref(sock));
+    void trackRequest(SoupServerMessage* msg) {
+      GObject* conn = connectionOf(msg);
+      if (!conn) return;
+      std::lock_guard lock(conns_mu);
+      auto [it, inserted] = conns.try_emplace(conn);
+      if (inserted) {
+        g_object_ref(conn);
+        if (GSocket* sock = soup_server_message_get_socket(msg)) {
+          it->second.socket = G_SOCKET(g_object_ref(sock));
+        }
+        g_signal_connect(conn, "disconnected", G_CALLBACK(&Loop::onConnectionGone), this);
       }
-      g_signal_connect(conn, "disconnected", G_CALLBACK(&Impl::onConnectionGone), this);
+      ++it->second.live;
+      it->second.eof_seen = false;
+      g_object_weak_ref(
+          G_OBJECT(msg),
+          [](gpointer data, GObject*) {
+            auto* gone = static_cast<MsgGone*>(data);
+            std::lock_guard lock(gone->self->conns_mu);
+            auto found = gone->self->conns.find(gone->conn);
+            if (found != gone->self->conns.end() && --found->second.live == 0) {
+              found->second.idle_since = std::chrono::steady_clock::now();
+            }
+            delete gone;
+          },
+          new MsgGone{this, conn});
     }
-    ++it->second.live;
-    it->second.eof_seen = false;
-    g_object_weak_ref(
-        G_OBJECT(msg),
-        [](gpointer data, GObject*) {
-          auto* gone = static_cast<MsgGone*>(data);
-          std::lock_guard lock(gone->self->conns_mu);
-          auto found = gone->self->conns.find(gone->conn);
-          if (found != gone->self->conns.end() && --found->second.live == 0) {
-            found->second.idle_since = std::chrono::steady_clock::now();
-          }
-          delete gone;
-        },
-        new MsgGone{this, conn});
-  }
 
-  static void onConnectionGone(GObject* conn, gpointer user) {
-    auto* self = static_cast<Impl*>(user);
-    GSocket* sock = nullptr;
-    {
-      std::lock_guard lock(self->conns_mu);
-      auto it = self->conns.find(conn);
-      if (it == self->conns.end()) return;
-      sock = it->second.socket;
-      self->conns.erase(it);
-    }
-    g_signal_handlers_disconnect_by_func(conn, reinterpret_cast<gpointer>(&Impl::onConnectionGone),
-                                         self);
-    if (sock) g_object_unref(sock);
-    g_object_unref(conn);
-  }
-
-  static bool peerClosed(GSocket* sock) {
-    if (!sock || g_socket_is_closed(sock)) return true;
-    pollfd p{g_socket_get_fd(sock), POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) != 1) return false;
-    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
-    char byte;
-    return (p.revents & POLLIN) && ::recv(p.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-  }
-
-  void sweepIdle(std::chrono::steady_clock::time_point now) {
-    std::vector<GObject*> dead;
-    std::unique_lock lock(conns_mu);
-    for (auto& [conn, c] : conns) {
-      if (c.live > 0 || now - c.idle_since < std::chrono::seconds(1)) continue;
-      if (peerClosed(c.socket)) {
-        if (c.eof_seen) dead.push_back(conn);
-        c.eof_seen = true;
-      } else if (now - c.idle_since > std::chrono::seconds(options.header_timeout_s) && c.socket) {
-        g_socket_shutdown(c.socket, TRUE, TRUE, nullptr);  // idle too long
-      }
-    }
-    for (GObject* conn : dead) g_object_ref(conn);
-    lock.unlock();
-    for (GObject* conn : dead) {
-      g_signal_emit_by_name(conn, "disconnected");  // the server drops it; onConnectionGone
-      onConnectionGone(conn, this);                 // no-op when the handler ran
-      g_object_unref(conn);
-      ++idle_reaped;
-    }
-  }
-
-  void releaseTracked() {
-    for (;;) {
-      GObject* conn = nullptr;
+    static void onConnectionGone(GObject* conn, gpointer user) {
+      auto* self = static_cast<Loop*>(user);
+      GSocket* sock = nullptr;
       {
-        std::lock_guard lock(conns_mu);
-        if (conns.empty()) return;
-        conn = conns.begin()->first;
+        std::lock_guard lock(self->conns_mu);
+        auto it = self->conns.find(conn);
+        if (it == self->conns.end()) return;
+        sock = it->second.socket;
+        self->conns.erase(it);
       }
-      onConnectionGone(conn, this);
+      g_signal_handlers_disconnect_by_func(
+          conn, reinterpret_cast<gpointer>(&Loop::onConnectionGone), self);
+      if (sock) g_object_unref(sock);
+      g_object_unref(conn);
     }
-  }
 
-  static void onRequestStarted(SoupServer*, SoupServerMessage* msg, gpointer user) {
-    auto* self = static_cast<Impl*>(user);
-    self->trackRequest(msg);
-    self->reading_heads[msg] = std::chrono::steady_clock::now();
-    g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage* m, gpointer u) {
-                       static_cast<Impl*>(u)->reading_heads.erase(m);
-                     }),
-                     self);
-  }
+    static bool peerClosed(GSocket* sock) {
+      if (!sock || g_socket_is_closed(sock)) return true;
+      pollfd p{g_socket_get_fd(sock), POLLIN | POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) != 1) return false;
+      if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+      char byte;
+      return (p.revents & POLLIN) && ::recv(p.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
+
+    void sweepIdle(std::chrono::steady_clock::time_point now) {
+      std::vector<GObject*> dead;
+      std::unique_lock lock(conns_mu);
+      for (auto& [conn, c] : conns) {
+        if (c.live > 0 || now - c.idle_since < std::chrono::seconds(1)) continue;
+        if (peerClosed(c.socket)) {
+          if (c.eof_seen) dead.push_back(conn);
+          c.eof_seen = true;
+        } else if (now - c.idle_since > std::chrono::seconds(impl->options.header_timeout_s) &&
+                   c.socket) {
+          g_socket_shutdown(c.socket, TRUE, TRUE, nullptr);  // idle too long
+        }
+      }
+      for (GObject* conn : dead) g_object_ref(conn);
+      lock.unlock();
+      for (GObject* conn : dead) {
+        g_signal_emit_by_name(conn, "disconnected");  // the server drops it; onConnectionGone
+        onConnectionGone(conn, this);                 // no-op when the handler ran
+        g_object_unref(conn);
+        ++impl->idle_reaped;
+      }
+    }
+
+    void releaseTracked() {
+      for (;;) {
+        GObject* conn = nullptr;
+        {
+          std::lock_guard lock(conns_mu);
+          if (conns.empty()) return;
+          conn = conns.begin()->first;
+        }
+        onConnectionGone(conn, this);
+      }
+    }
+
+    static void onRequestStarted(SoupServer*, SoupServerMessage* msg, gpointer user) {
+      auto* self = static_cast<Loop*>(user);
+      self->trackRequest(msg);
+      self->reading_heads[msg] = std::chrono::steady_clock::now();
+      g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage* m, gpointer u) {
+                         static_cast<Loop*>(u)->reading_heads.erase(m);
+                       }),
+                       self);
+    }
+
+    // Once a second: cut connections whose head is late or whose body trickles.
+    static gboolean sweepSlow(gpointer user) {
+      auto* self = static_cast<Loop*>(user);
+      const ServerOptions& options = self->impl->options;
+      const auto now = std::chrono::steady_clock::now();
+      std::vector<SoupServerMessage*> doomed;
+      for (const auto& [msg, since] : self->reading_heads) {
+        if (now - since > std::chrono::seconds(options.header_timeout_s)) doomed.push_back(msg);
+      }
+      for (MsgState* st : self->body_readers) {
+        if (st->body_done || st->finished || st->stream) continue;
+        const double secs = std::chrono::duration<double>(now - st->started).count();
+        if (secs > options.body_grace_s && static_cast<double>(st->body_bytes) <
+                                               secs * static_cast<double>(options.min_body_rate)) {
+          doomed.push_back(st->msg);
+        }
+      }
+      for (SoupServerMessage* msg : doomed) {
+        self->reading_heads.erase(msg);
+        ++self->impl->slow_cut;
+        cut(msg);
+      }
+      self->sweepIdle(now);
+      return G_SOURCE_CONTINUE;
+    }
+
+    // The loop's thread: serves until quit, then tears its connections down.
+    void run(std::promise<void>& ready_or_failed, Result<void>& outcome);
+  };
+  std::vector<std::unique_ptr<Loop>> loops;
+  bool reap_idle = false;  // the idle-connection workaround is on (libsoup 3.0–3.2)
+  std::atomic<std::uint64_t> slow_cut{0};
+  std::atomic<std::uint64_t> idle_reaped{0};
 
   // Every log line a handler writes names its request (and upload, when the
   // route has one); App::caller adds the user.
@@ -559,32 +600,6 @@ struct Server::Impl {
   static void cut(SoupServerMessage* msg) {
     if (GSocket* sock = soup_server_message_get_socket(msg))
       g_socket_shutdown(sock, TRUE, TRUE, nullptr);
-  }
-
-  // Once a second: cut connections whose head is late or whose body trickles.
-  static gboolean sweepSlow(gpointer user) {
-    auto* self = static_cast<Impl*>(user);
-    const auto now = std::chrono::steady_clock::now();
-    std::vector<SoupServerMessage*> doomed;
-    for (const auto& [msg, since] : self->reading_heads) {
-      if (now - since > std::chrono::seconds(self->options.header_timeout_s)) doomed.push_back(msg);
-    }
-    for (MsgState* st : self->body_readers) {
-      if (st->body_done || st->finished || st->stream) continue;
-      const double secs = std::chrono::duration<double>(now - st->started).count();
-      if (secs > self->options.body_grace_s &&
-          static_cast<double>(st->body_bytes) <
-              secs * static_cast<double>(self->options.min_body_rate)) {
-        doomed.push_back(st->msg);
-      }
-    }
-    for (SoupServerMessage* msg : doomed) {
-      self->reading_heads.erase(msg);
-      ++self->slow_cut;
-      cut(msg);
-    }
-    self->sweepIdle(now);
-    return G_SOURCE_CONTINUE;
   }
 
   static MsgState* stateOf(SoupServerMessage* msg) {
@@ -703,12 +718,12 @@ struct Server::Impl {
   static void onGotBody(SoupServerMessage*, gpointer user) {
     auto* st = static_cast<MsgState*>(user);
     st->body_done = true;
-    st->impl->body_readers.erase(st);
+    st->loop->body_readers.erase(st);
   }
 
   static void onFinished(SoupServerMessage*, gpointer user) {
     auto* st = static_cast<MsgState*>(user);
-    st->impl->body_readers.erase(st);
+    st->loop->body_readers.erase(st);
     if (!st->finished) st->impl->active.fetch_sub(1);
     st->finished = true;
     if (st->stream) st->stream->finished();
@@ -722,17 +737,19 @@ struct Server::Impl {
 
   static void earlyHandler(SoupServer*, SoupServerMessage* msg, const char*, GHashTable* query,
                            gpointer user) {
-    auto* self = static_cast<Impl*>(user);
+    auto* loop = static_cast<Loop*>(user);
+    Impl* self = loop->impl;
     auto* st = new MsgState;
     st->impl = self;
+    st->loop = loop;
     g_object_set_data_full(G_OBJECT(msg), kStateKey, st,
                            [](gpointer p) { delete static_cast<MsgState*>(p); });
     g_signal_connect(msg, "finished", G_CALLBACK(onFinished), st);
     g_signal_connect(msg, "got-body", G_CALLBACK(onGotBody), st);
     self->active.fetch_add(1);
     st->msg = msg;
-    self->reading_heads.erase(msg);
-    self->body_readers.insert(st);
+    loop->reading_heads.erase(msg);
+    loop->body_readers.insert(st);
 
     Request& req = st->request;
     req.request_id = newRequestId();
@@ -857,7 +874,7 @@ struct Server::Impl {
         std::variant<Response, StreamStart> outcome;
       };
       g_main_context_invoke_full(
-          context, G_PRIORITY_DEFAULT,
+          st->loop->context, G_PRIORITY_DEFAULT,
           [](gpointer p) -> gboolean {
             auto* d = static_cast<Done*>(p);
             Impl* self = d->self;
@@ -875,7 +892,7 @@ struct Server::Impl {
                   soup_message_headers_append(h, k.c_str(), v.c_str());
                 }
                 soup_server_message_set_status(d->msg, 200, nullptr);
-                auto stream = std::make_shared<Stream>(self, d->msg);
+                auto stream = std::make_shared<Stream>(d->st->loop, d->msg);
                 d->st->stream = stream;
                 {
                   std::lock_guard lock(self->streams_mu);
@@ -900,7 +917,7 @@ struct Server::Impl {
 
   static void handler(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
                       gpointer user) {
-    auto* self = static_cast<Impl*>(user);
+    Impl* self = static_cast<Loop*>(user)->impl;
     MsgState* st = stateOf(msg);
     if (!st || !st->route) {
       soup_server_message_set_status(msg, 500, nullptr);
@@ -974,7 +991,7 @@ struct Server::Impl {
           return G_SOURCE_REMOVE;
         },
         g_object_ref(msg), g_object_unref);
-    g_source_attach(st->deadline, self->context);
+    g_source_attach(st->deadline, st->loop->context);
     self->pool->post([self, msg, st] {
       Response response;
       log::Context ctx;
@@ -995,7 +1012,7 @@ struct Server::Impl {
       };
       auto* done = new Done{self, msg, st, std::move(response)};
       g_main_context_invoke_full(
-          self->context, G_PRIORITY_DEFAULT,
+          st->loop->context, G_PRIORITY_DEFAULT,
           [](gpointer p) -> gboolean {
             auto* d = static_cast<Done*>(p);
             if (d->st->deadline) {
@@ -1019,21 +1036,76 @@ struct Server::Impl {
 
 namespace {
 
-// soup_server_listen() leaves GLib's default backlog of 10: a burst of
-// connections beyond it is reset by the kernel. Bind and listen ourselves.
-bool listenWithBacklog(SoupServer* soup, GSocketAddress* addr, GError** err) {
+// One listening socket of the loops' shared address. soup_server_listen()
+// would leave GLib's default backlog of 10 (a burst beyond it is reset by the
+// kernel) and could not share the port, so bind and listen here.
+GSocket* listeningSocket(GSocketAddress* addr, bool share, GError** err) {
   GSocket* sock = g_socket_new(g_socket_address_get_family(addr), G_SOCKET_TYPE_STREAM,
                                G_SOCKET_PROTOCOL_TCP, err);
-  if (!sock) return false;
+  if (!sock) return nullptr;
   g_socket_set_listen_backlog(sock, SOMAXCONN);
-  const bool ok =
-      g_socket_bind(sock, addr, TRUE, err) && g_socket_listen(sock, err) &&
-      soup_server_listen_socket(soup, sock, static_cast<SoupServerListenOptions>(0), err);
-  g_object_unref(sock);
-  return ok;
+  // Accepting happens in the loop's poll; never block a loop in accept().
+  g_socket_set_blocking(sock, FALSE);
+  // g_socket_bind() would clear SO_REUSEPORT on a TCP socket: bind natively.
+  const int fd = g_socket_get_fd(sock);
+  const int one = 1;
+  sockaddr_storage native{};
+  const gssize len = g_socket_address_get_native_size(addr);
+  bool ok = ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            (!share || ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+            len > 0 && g_socket_address_to_native(addr, &native, sizeof native, err);
+  if (ok && ::bind(fd, reinterpret_cast<sockaddr*>(&native), static_cast<socklen_t>(len)) != 0) {
+    const int e = errno;
+    gchar* where = g_socket_connectable_to_string(G_SOCKET_CONNECTABLE(addr));
+    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e), "cannot bind to %s: %s", where,
+                g_strerror(e));
+    g_free(where);
+    ok = false;
+  } else if (ok) {
+    ok = g_socket_listen(sock, err);
+  }
+  if (!ok) {
+    if (err && !*err) {
+      g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "socket options: %s", g_strerror(errno));
+    }
+    g_object_unref(sock);
+    return nullptr;
+  }
+  return sock;
 }
 
 }  // namespace
+
+void Server::Impl::Loop::run(std::promise<void>& started, Result<void>& outcome) {
+  g_main_context_push_thread_default(context);
+  soup = SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header",
+                                  impl->options.server_header.c_str(), nullptr));
+  soup_server_add_early_handler(soup, nullptr, &Impl::earlyHandler, this, nullptr);
+  soup_server_add_handler(soup, nullptr, &Impl::handler, this, nullptr);
+  g_signal_connect(soup, "request-started", G_CALLBACK(&Loop::onRequestStarted), this);
+  GSource* sweep = g_timeout_source_new_seconds(1);
+  g_source_set_callback(sweep, &Loop::sweepSlow, this, nullptr);
+  g_source_attach(sweep, context);
+  g_source_unref(sweep);
+  GError* err = nullptr;
+  const bool listening =
+      soup_server_listen_socket(soup, listener, static_cast<SoupServerListenOptions>(0), &err);
+  if (!listening) {
+    outcome = makeError(ErrorCode::kUnavailable,
+                        std::string("cannot serve the listening socket: ") + err->message);
+    g_error_free(err);
+  }
+  started.set_value();
+  if (listening) g_main_loop_run(main_loop);
+  releaseTracked();
+  soup_server_disconnect(soup);
+  // Let libsoup finish tearing connections down before the context goes.
+  while (g_main_context_iteration(context, FALSE)) {
+  }
+  g_object_unref(soup);
+  soup = nullptr;
+  g_main_context_pop_thread_default(context);
+}
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
@@ -1099,87 +1171,105 @@ std::size_t Server::inFlight() const { return impl_->in_flight.load(); }
 
 Result<void> Server::start() {
   Impl* impl = impl_.get();
-  impl->pool = std::make_unique<ThreadPool>(std::max(1, impl->options.handler_threads));
-  impl->context = g_main_context_new();
-  impl->loop = g_main_loop_new(impl->context, FALSE);
-  std::promise<Result<std::uint16_t>> bound;
-  auto bound_future = bound.get_future();
-  impl->thread = std::thread([impl, &bound] {
-    g_main_context_push_thread_default(impl->context);
-    impl->soup = SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header",
-                                          impl->options.server_header.c_str(), nullptr));
-    impl->initIdleReaper();
-    soup_server_add_early_handler(impl->soup, nullptr, &Impl::earlyHandler, impl, nullptr);
-    soup_server_add_handler(impl->soup, nullptr, &Impl::handler, impl, nullptr);
-    g_signal_connect(impl->soup, "request-started", G_CALLBACK(&Impl::onRequestStarted), impl);
-    GSource* sweep = g_timeout_source_new_seconds(1);
-    g_source_set_callback(sweep, &Impl::sweepSlow, impl, nullptr);
-    g_source_attach(sweep, impl->context);
-    g_source_unref(sweep);
-    GError* err = nullptr;
-    GSocketAddress* addr =
-        g_inet_socket_address_new_from_string(impl->options.host.c_str(), impl->options.port);
-    if (!addr) {
-      bound.set_value(makeError(
-          ErrorCode::kConfig, "listen address '" + impl->options.host + "' is not an IP address"));
-    } else if (!listenWithBacklog(impl->soup, addr, &err)) {
-      bound.set_value(makeError(ErrorCode::kUnavailable,
-                                "cannot listen on " + impl->options.host + ":" +
-                                    std::to_string(impl->options.port) + ": " + err->message));
-      g_error_free(err);
-    } else {
-      std::uint16_t port = impl->options.port;
-      GSList* uris = soup_server_get_uris(impl->soup);
-      if (uris) port = static_cast<std::uint16_t>(g_uri_get_port(static_cast<GUri*>(uris->data)));
-      g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
-      bound.set_value(port);
-      g_main_loop_run(impl->loop);
-    }
-    if (addr) g_object_unref(addr);
-    impl->releaseTracked();
-    soup_server_disconnect(impl->soup);
-    // Let libsoup finish tearing connections down before the context goes.
-    while (g_main_context_iteration(impl->context, FALSE)) {
-    }
-    g_object_unref(impl->soup);
-    impl->soup = nullptr;
-    g_main_context_pop_thread_default(impl->context);
-  });
-  Result<std::uint16_t> r = bound_future.get();
-  if (!r.ok()) {
-    impl->thread.join();
-    g_main_loop_unref(impl->loop);
-    g_main_context_unref(impl->context);
-    impl->loop = nullptr;
-    impl->context = nullptr;
-    impl->pool.reset();
-    return std::move(r).error();
+  impl->reap_idle = soup_get_major_version() == 3 && soup_get_minor_version() <= 2;
+  const int n = impl->options.io_threads > 0
+                    ? impl->options.io_threads
+                    : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  const std::string where = impl->options.host + ":" + std::to_string(impl->options.port);
+  GSocketAddress* addr =
+      g_inet_socket_address_new_from_string(impl->options.host.c_str(), impl->options.port);
+  if (!addr) {
+    return makeError(ErrorCode::kConfig,
+                     "listen address '" + impl->options.host + "' is not an IP address");
   }
-  bound_port_ = r.value();
+  std::vector<GSocket*> sockets;
+  auto release = [&] {
+    for (GSocket* s : sockets) g_object_unref(s);
+    if (addr) g_object_unref(addr);
+    addr = nullptr;
+  };
+  GError* err = nullptr;
+  auto failed = [&](const std::string& what) {
+    Error e = makeError(ErrorCode::kUnavailable, what + ": " + (err ? err->message : "unknown"));
+    if (err) g_error_free(err);
+    release();
+    return e;
+  };
+  // A port another process holds must be refused, but SO_REUSEPORT would let
+  // a second server of the same user join the first one's group: a plain bind
+  // first tells.
+  if (n > 1 && impl->options.port != 0) {
+    GSocket* probe = listeningSocket(addr, false, &err);
+    if (!probe) return failed("cannot listen on " + where);
+    g_object_unref(probe);
+  }
+  for (int i = 0; i < n; ++i) {
+    GSocket* sock = listeningSocket(addr, n > 1, &err);
+    if (!sock) return failed("cannot listen on " + where);
+    sockets.push_back(sock);
+    if (i == 0 && impl->options.port == 0) {  // the others join the port the kernel chose
+      GSocketAddress* local = g_socket_get_local_address(sock, &err);
+      if (!local) return failed("cannot read the bound port");
+      g_object_unref(addr);
+      addr = local;
+    }
+  }
+  bound_port_ = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(addr));
+  g_object_unref(addr);
+  addr = nullptr;
+
+  impl->pool = std::make_unique<ThreadPool>(std::max(1, impl->options.handler_threads));
+  Result<void> outcome;
+  for (GSocket* sock : sockets) {
+    auto loop = std::make_unique<Impl::Loop>();
+    loop->impl = impl;
+    loop->context = g_main_context_new();
+    loop->main_loop = g_main_loop_new(loop->context, FALSE);
+    loop->listener = sock;
+    std::promise<void> started;
+    Result<void> loop_outcome;
+    loop->thread =
+        std::thread([l = loop.get(), &started, &loop_outcome] { l->run(started, loop_outcome); });
+    started.get_future().wait();
+    impl->loops.push_back(std::move(loop));
+    if (!loop_outcome.ok()) {
+      outcome = std::move(loop_outcome);
+      break;
+    }
+  }
+  sockets.clear();  // owned by the loops now
+  if (!outcome.ok()) {
+    stop(0);
+    return outcome;
+  }
   return {};
 }
 
 void Server::stop(double grace_s) {
   Impl* impl = impl_.get();
-  if (!impl->loop) return;
+  if (impl->loops.empty() || !impl->loops.front()->main_loop) return;
   // Close the listening sockets first: no new connections, in-flight ones finish.
-  std::promise<void> closed;
-  struct CloseCtx {
-    Impl* impl;
-    std::promise<void>* done;
-  } cc{impl, &closed};
-  g_main_context_invoke(
-      impl->context,
-      [](gpointer p) -> gboolean {
-        auto* c = static_cast<CloseCtx*>(p);
-        GSList* listeners = soup_server_get_listeners(c->impl->soup);
-        for (GSList* l = listeners; l; l = l->next) g_socket_close(G_SOCKET(l->data), nullptr);
-        g_slist_free(listeners);
-        c->done->set_value();
-        return G_SOURCE_REMOVE;
-      },
-      &cc);
-  closed.get_future().wait();
+  for (const auto& loop : impl->loops) {
+    std::promise<void> closed;
+    struct CloseCtx {
+      Impl::Loop* loop;
+      std::promise<void>* done;
+    } cc{loop.get(), &closed};
+    g_main_context_invoke(
+        loop->context,
+        [](gpointer p) -> gboolean {
+          auto* c = static_cast<CloseCtx*>(p);
+          if (c->loop->soup) {
+            GSList* listeners = soup_server_get_listeners(c->loop->soup);
+            for (GSList* l = listeners; l; l = l->next) g_socket_close(G_SOCKET(l->data), nullptr);
+            g_slist_free(listeners);
+          }
+          c->done->set_value();
+          return G_SOURCE_REMOVE;
+        },
+        &cc);
+    closed.get_future().wait();
+  }
   // Event streams never end by themselves: end them (clients reconnect elsewhere).
   {
     std::lock_guard lock(impl->streams_mu);
@@ -1192,13 +1282,19 @@ void Server::stop(double grace_s) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  g_main_loop_quit(impl->loop);
-  impl->thread.join();
+  for (const auto& loop : impl->loops) g_main_loop_quit(loop->main_loop);
+  for (const auto& loop : impl->loops) loop->thread.join();
   impl->pool.reset();  // finishes queued handlers (their responses are dropped)
-  g_main_loop_unref(impl->loop);
-  g_main_context_unref(impl->context);
-  impl->loop = nullptr;
-  impl->context = nullptr;
+  // The Loop objects stay (a late ResponseStream may still point at one); their
+  // GLib objects go.
+  for (const auto& loop : impl->loops) {
+    g_main_loop_unref(loop->main_loop);
+    g_main_context_unref(loop->context);
+    g_object_unref(loop->listener);
+    loop->main_loop = nullptr;
+    loop->context = nullptr;
+    loop->listener = nullptr;
+  }
 }
 
 }  // namespace vessel::http

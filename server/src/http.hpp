@@ -1,6 +1,8 @@
-// A small HTTP layer over libsoup-3: one thread runs the SoupServer's own
-// GMainContext; route handlers run on a pool of worker threads (they may block
-// on PostgreSQL or storage) and hand a Response back to the server thread.
+// A small HTTP layer over libsoup-3: I/O loops (one per core by default), each
+// a SoupServer on its own thread and GMainContext with its own listening socket
+// on the shared port (SO_REUSEPORT); route handlers run on a pool of worker
+// threads (they may block on PostgreSQL or storage) and hand a Response back to
+// the loop thread that serves the request.
 // Request bodies are never accumulated by libsoup: every route has a body limit
 // checked against Content-Length before a byte is read, and streaming routes
 // (uploads) get each chunk as it arrives.
@@ -118,11 +120,11 @@ struct StreamStart {
 };
 using StreamingHandler = std::function<std::variant<Response, StreamStart>(Request&)>;
 
-/// A request whose body is streamed (uploads). `begin` runs on the server thread
+/// A request whose body is streamed (uploads). `begin` runs on the loop thread
 /// once the headers are in (no body read yet) and either refuses (returns a
 /// Response: the body is then never read) or accepts; `chunk` gets each piece of
 /// the body in order, `finish` runs after the last byte, `abort` when the client
-/// went away or a chunk failed. All four run on the server thread: keep them short.
+/// went away or a chunk failed. All four run on the loop thread: keep them short.
 class BodySink {
  public:
   virtual ~BodySink() = default;
@@ -137,6 +139,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  ///< 0 = any free port
   int handler_threads = 8;
+  /// I/O loops, each on its own thread; 0 = one per core (at most 8).
+  int io_threads = 0;
   std::size_t default_body_limit = 64 * 1024;
   std::string server_header = "vessel";
   /// Origins allowed to call cross-origin (CORS, with credentials); others get
@@ -169,18 +173,18 @@ class Server {
   void route(std::string method, std::string pattern, Handler handler,
              std::size_t body_limit = 0 /* = default */);
   void streamingRoute(std::string method, std::string pattern, StreamHandler handler);
-  /// Gives a registered route a fast path, tried first on the server thread: it
+  /// Gives a registered route a fast path, tried first on the loop thread: it
   /// must never block (no database, no storage) and answers nullopt to hand the
-  /// request to the route's handler as usual.
+  /// request to the route's handler as usual. Loops run it concurrently.
   void fastPath(std::string method, std::string pattern, FastHandler fast);
   /// A route whose response is a long-lived stream (runs on the handler pool).
   void eventRoute(std::string method, std::string pattern, StreamingHandler handler);
   std::size_t openStreams() const;
-  /// Called on the server thread after each response is handed to libsoup
-  /// (access log, metrics). Set before start().
+  /// Called on the loop thread after each response is handed to libsoup
+  /// (access log, metrics); loops call it concurrently. Set before start().
   void onComplete(std::function<void(const Request&, const Response&, double seconds)> fn);
 
-  /// Binds and starts the server thread. kUnavailable if the address is taken.
+  /// Binds and starts the loop threads. kUnavailable if the address is taken.
   Result<void> start();
   std::uint16_t port() const { return bound_port_; }
   /// Stops accepting, waits up to `grace_s` for in-flight requests, stops threads.
