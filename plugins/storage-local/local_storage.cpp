@@ -4,11 +4,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -258,6 +261,30 @@ Result<WalkedDirs> walkDirs(int root_fd, std::string_view op, std::string_view k
     walked.fds.push_back(std::move(owned));
   }
   return walked;
+}
+
+/// The read paths' shortcut (stat, openReader): one openat2(2) below the root
+/// that refuses a symlink in any component and any escape from the root, which
+/// is what walkParent checks component by component with one open and close
+/// each (a segment's key has 3 directories: 8 system calls saved per lookup;
+/// bench/server). -1 with errno on any failure: the caller then walks, which
+/// also gives the precise error. Off for good after ENOSYS (kernel < 5.6) or
+/// EPERM (a seccomp filter).
+int openBeneath(int root_fd, std::string_view key, int flags) {
+  static std::atomic<bool> available{true};
+  if (!available.load(std::memory_order_relaxed)) {
+    errno = ENOSYS;
+    return -1;
+  }
+  open_how how{};
+  how.flags = static_cast<std::uint64_t>(flags);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const std::string path(key);
+  const long fd = ::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+    available.store(false, std::memory_order_relaxed);
+  }
+  return static_cast<int>(fd);
 }
 
 /// Walks every directory component of `key` but the last.
@@ -733,13 +760,16 @@ Result<std::unique_ptr<ObjectReader>> LocalStorage::openReader(
       "openReader", key, [&]() -> Result<std::unique_ptr<ObjectReader>> {
         constexpr std::string_view op = "openReader";
         if (auto valid = validateKey(op, key); !valid) return std::move(valid).error();
-        auto walked = walkParent(root_fd_, op, key, Access::kRead, false);
-        if (!walked) return std::move(walked).error();
-        const int parent = walked.value().innermost(root_fd_);
-        const std::string name(lastComponent(key));
         // O_NONBLOCK: a FIFO planted under the root must not hang the open.
-        UniqueFd file(
-            ::openat(parent, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        constexpr int kFileFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+        UniqueFd file(openBeneath(root_fd_, key, kFileFlags));
+        if (!file.valid()) {
+          auto walked = walkParent(root_fd_, op, key, Access::kRead, false);
+          if (!walked) return std::move(walked).error();
+          const int parent = walked.value().innermost(root_fd_);
+          const std::string name(lastComponent(key));
+          file = UniqueFd(::openat(parent, name.c_str(), kFileFlags));
+        }
         if (!file.valid()) {
           const int err = errno;
           if (err == ELOOP) return symlinkError(op, key, key);
@@ -767,6 +797,15 @@ Result<ObjectInfo> LocalStorage::stat(std::string_view key) noexcept {
   return guarded<ObjectInfo>("stat", key, [&]() -> Result<ObjectInfo> {
     constexpr std::string_view op = "stat";
     if (auto valid = validateKey(op, key); !valid) return std::move(valid).error();
+    if (UniqueFd fd(openBeneath(root_fd_, key, O_PATH | O_NOFOLLOW | O_CLOEXEC)); fd.valid()) {
+      struct stat st {};
+      if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+        return ObjectInfo{std::string(key), static_cast<std::uint64_t>(st.st_size),
+                          modifiedUnixMs(st)};
+      }
+      // A symlink (O_PATH | O_NOFOLLOW opens the link itself), a directory, ...:
+      // the walk below says what.
+    }
     auto walked = walkParent(root_fd_, op, key, Access::kRead, false);
     if (!walked) return std::move(walked).error();
     const std::string name(lastComponent(key));
