@@ -2,6 +2,7 @@
 // with the HLS MIME types, ETag/304, single-range 206 and cache headers.
 // Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
 // (never the original or anything else under the prefix).
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -217,15 +218,37 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
       return r;
     }
   }
-  auto info = app.storage->stat(key);
-  if (!info.ok()) {
-    return info.error().code == ErrorCode::kNotFound ? notFound()
-                                                     : http::errorResponse(info.error());
+  // A segment on local disk: the open file answers its size and time too, so
+  // one open replaces stat + open (bench/server).
+  std::unique_ptr<ObjectReader> local;
+  std::uint64_t size = 0, modified_ms = 0;
+  if (!playlist && app.settings.inline_media) {
+    auto whole = app.storage->openReader(key, 0, std::nullopt);
+    if (!whole.ok()) {
+      return whole.error().code == ErrorCode::kNotFound ? notFound()
+                                                        : http::errorResponse(whole.error());
+    }
+    struct stat st {};
+    if (auto* file = dynamic_cast<const LocalFileReader*>(whole.value().get());
+        file && ::fstat(file->fileDescriptor(), &st) == 0) {
+      size = static_cast<std::uint64_t>(st.st_size);
+      modified_ms = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000 +
+                    static_cast<std::uint64_t>(st.st_mtim.tv_nsec) / 1000000;
+      local = std::move(whole).value();
+    }
   }
-  const std::uint64_t size = info.value().size_bytes;
+  if (!local) {
+    auto info = app.storage->stat(key);
+    if (!info.ok()) {
+      return info.error().code == ErrorCode::kNotFound ? notFound()
+                                                       : http::errorResponse(info.error());
+    }
+    size = info.value().size_bytes;
+    modified_ms = info.value().modified_unix_ms;
+  }
   char etag[64];
   std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
-                static_cast<unsigned long long>(info.value().modified_unix_ms));
+                static_cast<unsigned long long>(modified_ms));
   // A ready upload's files never change (a new attempt only follows a
   // failure), but the cache must stay private: the URL grants nothing alone.
   const char* cache = playlist ? "private, max-age=60" : "private, max-age=86400, immutable";
@@ -255,8 +278,6 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
       status = 206;
     }
   }
-  auto reader = app.storage->openReader(key, first, count);
-  if (!reader.ok()) return http::errorResponse(reader.error());
   http::Response resp;
   resp.status = status;
   resp.content_type = type;
@@ -265,13 +286,18 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // 3 allows to sendfile). Files are replaced by rename, never rewritten in
   // place, so a mapping never sees a file shrink; the mapping is kept for the
   // next request of the same file.
-  if (!playlist && count > 0) {
-    if (auto* file = dynamic_cast<const LocalFileReader*>(reader.value().get())) {
-      if (auto mapped = mapRange(file->fileDescriptor(), file->rangeOffset(), count)) {
-        resp.shared_view = std::string_view(static_cast<const char*>(mapped.get()), count);
-        resp.shared_body = std::move(mapped);
-      }
+  if (local && count > 0) {
+    const auto* file = dynamic_cast<const LocalFileReader*>(local.get());
+    if (auto mapped = mapRange(file->fileDescriptor(), first, count)) {
+      resp.shared_view = std::string_view(static_cast<const char*>(mapped.get()), count);
+      resp.shared_body = std::move(mapped);
     }
+  }
+  std::unique_ptr<ObjectReader> reader;
+  if (!resp.shared_body) {
+    auto opened = app.storage->openReader(key, first, count);
+    if (!opened.ok()) return http::errorResponse(opened.error());
+    reader = std::move(opened).value();
   }
   // Otherwise segments are read into a pooled buffer that libsoup writes from
   // without a copy; playlists into the string they are rewritten in.
@@ -289,7 +315,7 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   }
   std::size_t got = into ? 0 : count;
   while (got < count) {
-    auto n = reader.value()->read(std::as_writable_bytes(std::span(into + got, count - got)));
+    auto n = reader->read(std::as_writable_bytes(std::span(into + got, count - got)));
     if (!n.ok()) return http::errorResponse(n.error());
     if (n.value() == 0) break;
     got += n.value();
