@@ -1183,16 +1183,12 @@ Result<void> Server::start() {
                      "listen address '" + impl->options.host + "' is not an IP address");
   }
   std::vector<GSocket*> sockets;
-  auto release = [&] {
-    for (GSocket* s : sockets) g_object_unref(s);
-    if (addr) g_object_unref(addr);
-    addr = nullptr;
-  };
   GError* err = nullptr;
   auto failed = [&](const std::string& what) {
     Error e = makeError(ErrorCode::kUnavailable, what + ": " + (err ? err->message : "unknown"));
     if (err) g_error_free(err);
-    release();
+    for (GSocket* s : sockets) g_object_unref(s);
+    g_object_unref(addr);
     return e;
   };
   // A port another process holds must be refused, but SO_REUSEPORT would let
@@ -1220,24 +1216,22 @@ Result<void> Server::start() {
 
   impl->pool = std::make_unique<ThreadPool>(std::max(1, impl->options.handler_threads));
   Result<void> outcome;
-  for (GSocket* sock : sockets) {
+  for (std::size_t i = 0; i < sockets.size(); ++i) {
+    if (!outcome.ok()) {  // a loop failed: the sockets left have no loop to own them
+      g_object_unref(sockets[i]);
+      continue;
+    }
     auto loop = std::make_unique<Impl::Loop>();
     loop->impl = impl;
     loop->context = g_main_context_new();
     loop->main_loop = g_main_loop_new(loop->context, FALSE);
-    loop->listener = sock;
+    loop->listener = sockets[i];  // owned by the loop from here
     std::promise<void> started;
-    Result<void> loop_outcome;
-    loop->thread =
-        std::thread([l = loop.get(), &started, &loop_outcome] { l->run(started, loop_outcome); });
+    loop->thread = std::thread([l = loop.get(), &started, &outcome] { l->run(started, outcome); });
     started.get_future().wait();
     impl->loops.push_back(std::move(loop));
-    if (!loop_outcome.ok()) {
-      outcome = std::move(loop_outcome);
-      break;
-    }
   }
-  sockets.clear();  // owned by the loops now
+  sockets.clear();
   if (!outcome.ok()) {
     stop(0);
     return outcome;
