@@ -6,8 +6,9 @@
 // than followed: nothing outside the root can be read, written or removed through
 // a key. stat() and openReader() first try one openat2(2) with RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS, the same rule checked by the kernel in one call, and walk
-// only when it fails (for the precise error) or the kernel lacks it. Writes go to a hidden temp file in the target directory (".<name>.tmp.<hex>")
-// and are renamed into place, so readers see either the old object or the new one.
+// only when it fails (for the precise error) or the kernel lacks it. Writes go
+// to a hidden temp file in the target directory (".<name>.tmp.<hex>") and are
+// renamed into place, so readers see either the old object or the new one.
 #pragma once
 
 #include <filesystem>
