@@ -149,9 +149,10 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
 // kept for the next request (file_maps.hpp); null if it cannot be mapped (the
 // caller then reads instead). The mapping lives as long as the returned
 // pointer (the bytes start at the pointer).
-std::shared_ptr<const void> mapRange(int fd, std::uint64_t offset, std::uint64_t length) {
+std::shared_ptr<const void> mapRange(int fd, const struct stat& st, std::uint64_t offset,
+                                     std::uint64_t length) {
   static FileMaps maps;
-  FileMaps::Mapped file = maps.map(fd);
+  FileMaps::Mapped file = maps.map(fd, st);
   if (!file.bytes || offset > file.size || length > file.size - offset) return nullptr;
   return std::shared_ptr<const void>(file.bytes, file.bytes.get() + offset);
 }
@@ -221,6 +222,8 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // A segment on local disk: the open file answers its size and time too, so
   // one open replaces stat + open (bench/server).
   std::unique_ptr<ObjectReader> local;
+  const LocalFileReader* local_file = nullptr;
+  struct stat st {};  // of local_file, once set
   std::uint64_t size = 0, modified_ms = 0;
   if (!playlist && app.settings.inline_media) {
     auto whole = app.storage->openReader(key, 0, std::nullopt);
@@ -228,9 +231,9 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
       return whole.error().code == ErrorCode::kNotFound ? notFound()
                                                         : http::errorResponse(whole.error());
     }
-    struct stat st {};
     if (auto* file = dynamic_cast<const LocalFileReader*>(whole.value().get());
         file && ::fstat(file->fileDescriptor(), &st) == 0) {
+      local_file = file;
       size = static_cast<std::uint64_t>(st.st_size);
       modified_ms = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000 +
                     static_cast<std::uint64_t>(st.st_mtim.tv_nsec) / 1000000;
@@ -286,9 +289,8 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // 3 allows to sendfile). Files are replaced by rename, never rewritten in
   // place, so a mapping never sees a file shrink; the mapping is kept for the
   // next request of the same file.
-  if (local && count > 0) {
-    const auto* file = dynamic_cast<const LocalFileReader*>(local.get());
-    if (auto mapped = mapRange(file->fileDescriptor(), first, count)) {
+  if (local_file && count > 0) {
+    if (auto mapped = mapRange(local_file->fileDescriptor(), st, first, count)) {
       resp.shared_view = std::string_view(static_cast<const char*>(mapped.get()), count);
       resp.shared_body = std::move(mapped);
     }

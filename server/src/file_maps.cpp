@@ -9,7 +9,12 @@ namespace vessel::server {
 
 FileMaps::Mapped FileMaps::map(int fd) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) return {};
+  if (::fstat(fd, &st) != 0) return {};
+  return map(fd, st);
+}
+
+FileMaps::Mapped FileMaps::map(int fd, const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0) return {};
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > max_bytes_) return {};
   const Id id{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), size,

@@ -12,6 +12,8 @@
 // is kept under `max_bytes` by dropping the least recently used first.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +37,8 @@ class FileMaps {
   /// The file open as `fd`, mapped whole; bytes is null when the file is
   /// empty, larger than max_bytes, or mmap refuses (the caller then reads).
   Mapped map(int fd);
+  /// The same, for a caller that has already fstat()ed `fd` into `st`.
+  Mapped map(int fd, const struct stat& st);
 
   std::size_t mappedBytes() const;
   std::size_t entries() const;
