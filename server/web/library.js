@@ -32,6 +32,13 @@ function icon(path) {
   return svg;
 }
 
+// Whether upload `a` is listed above `b` (newest first; created_at, then id).
+function comesBefore(a, b) {
+  const ta = Date.parse(a?.created_at ?? '') || 0;
+  const tb = Date.parse(b?.created_at ?? '') || 0;
+  return ta !== tb ? ta > tb : String(a?.id) > String(b?.id);
+}
+
 export function setupLibrary({ player }) {
   const list = $('#library-list');
   const search = $('#library-search');
@@ -235,12 +242,21 @@ export function setupLibrary({ player }) {
       return;
     }
     if (!loadedOnce || filtering()) return;
-    const newest = shown.length ? uploads.get(shown[0]) : null;
-    if (!newest || (u.created_at ?? '') >= (newest.created_at ?? '')) {
-      shown.unshift(u.id);
-      list.prepend(row(u));
-      updateFooter();
+    // Rows run newest first, as the server orders them (created_at, then id).
+    // News can come out of creation order (uploads created at the same time
+    // commit in either order), so a row goes where it belongs among those
+    // loaded; one older than all of them comes with a later page, if any.
+    const at = shown.findIndex((id) => comesBefore(u, uploads.get(id)));
+    if (at < 0 && cursor !== null) return;
+    const el = row(u);
+    if (at < 0) {
+      shown.push(u.id);
+      list.append(el);
+    } else {
+      (rowEl(shown[at]) ?? list.lastChild).before(el);
+      shown.splice(at, 0, u.id);
     }
+    updateFooter();
   });
   store.on('remove', (id) => {
     const i = shown.indexOf(id);

@@ -598,6 +598,26 @@ async function dropSeveral(context, url, problems) {
     await items.evaluateAll((els) => els.map((e) => `${e.dataset.state}: ${e.innerText.replace(/\n/g, ' ')}`)));
   const rows = await page.locator('#library-list .track-title').allInnerTexts();
   check(['drop-a', 'drop-b', 'drop-c'].every((t) => rows.includes(t)), 'and are in the library', rows);
+  // Uploads created at the same moment commit, and so are announced, in either
+  // order (the run before this check was added lost drop-a that way). Announce
+  // one older than the newest row: it must appear in its place, not be dropped.
+  const placed = await page.evaluate(async () => {
+    const src = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /\/live\.js(\?|$)/.test(n));
+    if (!src) return { error: 'live.js not among the loaded resources' };
+    const { putUpload } = await import(src);
+    const times = [...document.querySelectorAll('#library-list li time')].map((t) => Date.parse(t.getAttribute('datetime')));
+    const mid = Math.floor((times[0] + times[times.length - 1]) / 2);
+    const created = new Date(mid).toISOString();
+    putUpload({
+      id: '00000000-0000-4000-8000-000000000000', filename: 'out-of-order.wav', content_type: 'audio/wav', size: 1,
+      status: 'ready', progress: 100, error: null, duration_s: 1, title: null, artist: null, album: null,
+      created_at: created, updated_at: created, stream_url: null,
+    });
+    const titles = [...document.querySelectorAll('#library-list .track-title')].map((e) => e.textContent);
+    return { at: titles.indexOf('out-of-order'), expected: times.filter((t) => t > mid).length, titles };
+  });
+  check(placed.at >= 0 && placed.at === placed.expected,
+    'an upload announced out of creation order is listed in its place', placed);
   await page.close();
 }
 
