@@ -10,7 +10,6 @@
 
 #include "app.hpp"
 #include "cache.hpp"
-#include "file_maps.hpp"
 #include "signing.hpp"
 
 namespace vessel::server {
@@ -145,18 +144,6 @@ Result<std::optional<std::string>> presignSegments(App& app, const std::string& 
   return std::optional<std::string>(std::move(out));
 }
 
-// [offset, offset + length) of an open file, from a mapping of the whole file
-// kept for the next request (file_maps.hpp); null if it cannot be mapped (the
-// caller then reads instead). The mapping lives as long as the returned
-// pointer (the bytes start at the pointer).
-std::shared_ptr<const void> mapRange(int fd, const struct stat& st, std::uint64_t offset,
-                                     std::uint64_t length) {
-  static FileMaps maps;
-  FileMaps::Mapped file = maps.map(fd, st);
-  if (!file.bytes || offset > file.size || length > file.size - offset) return nullptr;
-  return std::shared_ptr<const void>(file.bytes, file.bytes.get() + offset);
-}
-
 // GET /media/…: the owner (session or stream token) gets a ready upload's
 // playlists and segments. With `fast` (on a loop thread, see
 // http::Server::fastPath) it answers only what needs no database: a cached
@@ -223,7 +210,6 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   // one open replaces stat + open (bench/server).
   std::unique_ptr<ObjectReader> local;
   const LocalFileReader* local_file = nullptr;
-  struct stat st {};  // of local_file, once set
   std::uint64_t size = 0, modified_ms = 0;
   if (!playlist && app.settings.inline_media) {
     auto whole = app.storage->openReader(key, 0, std::nullopt);
@@ -231,6 +217,7 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
       return whole.error().code == ErrorCode::kNotFound ? notFound()
                                                         : http::errorResponse(whole.error());
     }
+    struct stat st {};
     if (auto* file = dynamic_cast<const LocalFileReader*>(whole.value().get());
         file && ::fstat(file->fileDescriptor(), &st) == 0) {
       local_file = file;
@@ -284,19 +271,17 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   http::Response resp;
   resp.status = status;
   resp.content_type = type;
-  // A segment in a local file is mapped and the mapping handed to libsoup: the
-  // kernel copies page cache → socket, no copy in between (the nearest libsoup
-  // 3 allows to sendfile). Files are replaced by rename, never rewritten in
-  // place, so a mapping never sees a file shrink; the mapping is kept for the
-  // next request of the same file.
+  // A segment in a local file is sent by the kernel from the open file to the
+  // socket (sendfile, see http::Response::FileBody): no copy, no mapping.
+  // Files are replaced by rename, never rewritten in place, so the open file
+  // keeps the size its ETag and Content-Length were made from.
   if (local_file && count > 0) {
-    if (auto mapped = mapRange(local_file->fileDescriptor(), st, first, count)) {
-      resp.shared_view = std::string_view(static_cast<const char*>(mapped.get()), count);
-      resp.shared_body = std::move(mapped);
-    }
+    const int fd = local_file->fileDescriptor();
+    resp.file =
+        http::Response::FileBody{std::shared_ptr<const void>(std::move(local)), fd, first, count};
   }
   std::unique_ptr<ObjectReader> reader;
-  if (!resp.shared_body) {
+  if (!resp.file) {
     auto opened = app.storage->openReader(key, first, count);
     if (!opened.ok()) return http::errorResponse(opened.error());
     reader = std::move(opened).value();
@@ -306,8 +291,8 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
   static const std::shared_ptr<http::BufferPool> pool = http::BufferPool::create();
   std::shared_ptr<http::Buffer> buffer;
   char* into = nullptr;
-  if (resp.shared_body) {
-    // mapped above
+  if (resp.file) {
+    // sent from the file
   } else if (playlist) {
     resp.body.resize(count);
     into = resp.body.data();

@@ -4,6 +4,7 @@
 
 #include <libsoup/soup.h>
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -305,6 +306,7 @@ struct Server::Impl {
 
   class Stream;
   struct Loop;
+  struct FileSend;
 
   // Per-message state, owned by the SoupServerMessage (g_object_set_data_full).
   struct MsgState {
@@ -405,6 +407,8 @@ struct Server::Impl {
     // head, and requests still reading their body.
     std::map<SoupServerMessage*, std::chrono::steady_clock::time_point> reading_heads;
     std::set<MsgState*> body_readers;
+    // Responses whose body the kernel is sending from a file (FileSend).
+    std::set<FileSend*> file_sends;
 
     // --- Idle keep-alive connections --------------------------------------
     //
@@ -572,6 +576,17 @@ struct Server::Impl {
         ++self->impl->slow_cut;
         cut(msg);
       }
+      // A client that stopped reading a response sent from a file.
+      std::vector<FileSend*> stalled;
+      for (FileSend* fs : self->file_sends) {
+        if (now - fs->progress > std::chrono::seconds(options.request_timeout_s)) {
+          stalled.push_back(fs);
+        }
+      }
+      for (FileSend* fs : stalled) {
+        ++self->impl->slow_cut;
+        fs->fail();
+      }
       self->sweepIdle(now);
       return G_SOURCE_CONTINUE;
     }
@@ -579,6 +594,122 @@ struct Server::Impl {
     // The loop's thread: serves until quit, then tears its connections down.
     void run(std::promise<void>& ready_or_failed, Result<void>& outcome);
   };
+  // --- Bodies sent from files (sendfile) ----------------------------------
+  //
+  // libsoup 3 writes bodies from memory only. For a Response::FileBody the
+  // message gets the Content-Length and an empty, unfinished body; once libsoup
+  // has written the head ("wrote-headers", on the loop's thread) the kernel
+  // sends the bytes from the file straight to the socket. libsoup meanwhile
+  // waits for body data (it pauses the message) and touches the socket no more;
+  // when all is sent the body is completed and the message unpaused, and
+  // libsoup finishes it as usual (keep-alive included). A socket that is full
+  // is waited on with a GSource on the loop; a client that stops reading is cut
+  // after request_timeout_s without progress (sweepSlow). SIGPIPE is ignored
+  // process-wide once GIO's GSocket class exists (GLib does it for send()), so
+  // a peer gone mid-send is an EPIPE here, not a signal. Plain HTTP only (there
+  // is no TLS in this server).
+  struct FileSend {
+    Loop* loop = nullptr;
+    SoupServerMessage* msg = nullptr;
+    Response::FileBody file;
+    off_t offset = 0;
+    std::uint64_t left = 0;
+    GSource* wait = nullptr;  // socket writable, while the socket is full
+    std::chrono::steady_clock::time_point progress = std::chrono::steady_clock::now();
+    bool done = false;
+    // Set once we wait for the socket: by the time anything runs again on the
+    // loop, libsoup has found no body to write and paused the message.
+    bool paused = false;
+
+    ~FileSend() { stopWaiting(); }
+
+    static void start(Loop* loop, SoupServerMessage* msg, Response::FileBody file) {
+      auto* fs = new FileSend;
+      fs->loop = loop;
+      fs->msg = msg;
+      fs->offset = static_cast<off_t>(file.offset);
+      fs->left = file.count;
+      fs->file = std::move(file);
+      g_object_set_data_full(G_OBJECT(msg), "vessel-file-send", fs, [](gpointer p) {
+        auto* f = static_cast<FileSend*>(p);
+        f->loop->file_sends.erase(f);
+        delete f;
+      });
+      loop->file_sends.insert(fs);
+      g_signal_connect(msg, "wrote-headers", G_CALLBACK(+[](SoupServerMessage*, gpointer p) {
+                         static_cast<FileSend*>(p)->pump();
+                       }),
+                       fs);
+      // Finished early (the client went, the server stops): nothing more to do.
+      g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage*, gpointer p) {
+                         auto* f = static_cast<FileSend*>(p);
+                         f->done = true;
+                         f->stopWaiting();
+                         f->loop->file_sends.erase(f);
+                       }),
+                       fs);
+    }
+
+    static gboolean onWritable(GSocket*, GIOCondition, gpointer p) {
+      auto* f = static_cast<FileSend*>(p);
+      f->pump();
+      return f->wait ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+    }
+
+    void pump() {
+      if (done) return;
+      GSocket* sock = soup_server_message_get_socket(msg);
+      const int out = sock ? g_socket_get_fd(sock) : -1;
+      if (out < 0) return fail();
+      while (left > 0) {
+        const ssize_t n = ::sendfile(
+            out, file.fd, &offset,
+            static_cast<std::size_t>(std::min<std::uint64_t>(left, std::uint64_t{1} << 30)));
+        if (n > 0) {
+          left -= static_cast<std::uint64_t>(n);
+          progress = std::chrono::steady_clock::now();
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else if (n < 0 && errno == EAGAIN) {
+          if (!wait) {
+            wait = g_socket_create_source(sock, G_IO_OUT, nullptr);
+            g_source_set_callback(wait, G_SOURCE_FUNC(&FileSend::onWritable), this, nullptr);
+            g_source_attach(wait, loop->context);
+            paused = true;
+          }
+          return;
+        } else {
+          return fail();  // the client went (EPIPE, ECONNRESET), or the file is short (0)
+        }
+      }
+      finish();
+    }
+
+    // The response cannot be completed: the connection goes.
+    void fail() {
+      if (done) return;
+      if (GSocket* sock = soup_server_message_get_socket(msg)) {
+        g_socket_shutdown(sock, TRUE, TRUE, nullptr);
+      }
+      finish();
+    }
+
+    void finish() {
+      done = true;
+      stopWaiting();
+      loop->file_sends.erase(this);
+      soup_message_body_complete(soup_server_message_get_response_body(msg));
+      if (paused) soup_server_message_unpause(msg);
+    }
+
+    void stopWaiting() {
+      if (!wait) return;
+      g_source_destroy(wait);
+      g_source_unref(wait);
+      wait = nullptr;
+    }
+  };
+
   std::vector<std::unique_ptr<Loop>> loops;
   bool reap_idle = false;  // the idle-connection workaround is on (libsoup 3.0–3.2)
   std::atomic<std::uint64_t> slow_cut{0};
@@ -661,7 +792,21 @@ struct Server::Impl {
     for (const auto& [k, v] : response.headers)
       soup_message_headers_append(h, k.c_str(), v.c_str());
     soup_server_message_set_status(msg, static_cast<guint>(response.status), nullptr);
-    if (response.bodySize() > 0 || !response.content_type.empty()) {
+    if (response.file) {
+      if (response.content_type.empty()) {
+        soup_message_headers_remove(h, "Content-Type");
+      } else {
+        soup_message_headers_replace(h, "Content-Type", response.content_type.c_str());
+      }
+      soup_message_headers_set_content_length(h, static_cast<goffset>(response.file->count));
+      SoupMessageBody* out = soup_server_message_get_response_body(msg);
+      soup_message_body_truncate(out);
+      if (response.file->count == 0 || st->request.method == "HEAD") {
+        soup_message_body_complete(out);
+      } else {
+        FileSend::start(st->loop, msg, std::move(*response.file));
+      }
+    } else if (response.bodySize() > 0 || !response.content_type.empty()) {
       // The bytes go to libsoup without a copy: it owns a reference until written.
       if (!response.shared_body) {
         auto text = std::make_shared<std::string>(std::move(response.body));

@@ -78,8 +78,21 @@ struct Response {
   /// without a copy).
   std::shared_ptr<const void> shared_body;
   std::string_view shared_view;
+  /// Instead of either: `count` bytes of the open file `fd` from `offset`, which
+  /// the kernel sends to the socket (sendfile) once the head is written; `owner`
+  /// keeps `fd` open until then. The file must not shrink meanwhile (a short
+  /// file cuts the connection: the head promised `count` bytes).
+  struct FileBody {
+    std::shared_ptr<const void> owner;
+    int fd = -1;
+    std::uint64_t offset = 0;
+    std::uint64_t count = 0;
+  };
+  std::optional<FileBody> file;
 
-  std::size_t bodySize() const { return shared_body ? shared_view.size() : body.size(); }
+  std::size_t bodySize() const {
+    return file ? file->count : shared_body ? shared_view.size() : body.size();
+  }
 
   Response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
