@@ -330,6 +330,7 @@ struct Server::Impl {
   };
 
   static constexpr const char* kStateKey = "vessel-http-state";
+  static constexpr const char* kFileSendKey = "vessel-file-send";
 
   // A chunked response kept open. All libsoup calls happen on its loop's
   // thread; send() and close() from elsewhere are posted there.
@@ -451,14 +452,11 @@ struct Server::Impl {
       return conn;
     }
 
-    struct MsgGone {
-      Loop* self;
-      GObject* conn;
-    };
-
-    void trackRequest(SoupServerMessage* msg) {
+    // Counts a request on its connection; the connection (or nullptr when not
+    // tracked), for MsgLife to count it out.
+    GObject* trackRequest(SoupServerMessage* msg) {
       GObject* conn = connectionOf(msg);
-      if (!conn) return;
+      if (!conn) return nullptr;
       std::lock_guard lock(conns_mu);
       auto [it, inserted] = conns.try_emplace(conn);
       if (inserted) {
@@ -470,19 +468,37 @@ struct Server::Impl {
       }
       ++it->second.live;
       it->second.eof_seen = false;
-      g_object_weak_ref(
-          G_OBJECT(msg),
-          [](gpointer data, GObject*) {
-            auto* gone = static_cast<MsgGone*>(data);
-            std::lock_guard lock(gone->self->conns_mu);
-            auto found = gone->self->conns.find(gone->conn);
-            if (found != gone->self->conns.end() && --found->second.live == 0) {
-              found->second.idle_since = std::chrono::steady_clock::now();
-            }
-            delete gone;
-          },
-          new MsgGone{this, conn});
+      return conn;
     }
+
+    // Every message from "request-started" on carries one of these; it goes
+    // with the message (data on it, so no per-message signal or weak ref, both
+    // of which take GLib-wide locks the loops would contend on). A message can
+    // end without any signal: a client that leaves mid-head is finished before
+    // a method was parsed, so neither "finished" nor "request-finished" fires.
+    struct MsgLife {
+      Loop* loop;
+      SoupServerMessage* msg;
+      GObject* conn;  // tracked connection, or nullptr
+
+      static void gone(gpointer p) {
+        auto* l = static_cast<MsgLife*>(p);
+        Loop* loop = l->loop;
+        // Finalized on the loop's thread unless an event stream held it last,
+        // and those left reading_heads long before (earlyHandler).
+        if (std::this_thread::get_id() == loop->thread.get_id()) {
+          loop->reading_heads.erase(l->msg);
+        }
+        if (l->conn) {
+          std::lock_guard lock(loop->conns_mu);
+          auto found = loop->conns.find(l->conn);
+          if (found != loop->conns.end() && --found->second.live == 0) {
+            found->second.idle_since = std::chrono::steady_clock::now();
+          }
+        }
+        delete l;
+      }
+    };
 
     static void onConnectionGone(GObject* conn, gpointer user) {
       auto* self = static_cast<Loop*>(user);
@@ -546,12 +562,9 @@ struct Server::Impl {
 
     static void onRequestStarted(SoupServer*, SoupServerMessage* msg, gpointer user) {
       auto* self = static_cast<Loop*>(user);
-      self->trackRequest(msg);
       self->reading_heads[msg] = std::chrono::steady_clock::now();
-      g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage* m, gpointer u) {
-                         static_cast<Loop*>(u)->reading_heads.erase(m);
-                       }),
-                       self);
+      g_object_set_data_full(G_OBJECT(msg), "vessel-life",
+                             new MsgLife{self, msg, self->trackRequest(msg)}, &MsgLife::gone);
     }
 
     // Once a second: cut connections whose head is late or whose body trickles.
@@ -630,7 +643,7 @@ struct Server::Impl {
       fs->offset = static_cast<off_t>(file.offset);
       fs->left = file.count;
       fs->file = std::move(file);
-      g_object_set_data_full(G_OBJECT(msg), "vessel-file-send", fs, [](gpointer p) {
+      g_object_set_data_full(G_OBJECT(msg), kFileSendKey, fs, [](gpointer p) {
         auto* f = static_cast<FileSend*>(p);
         f->loop->file_sends.erase(f);
         delete f;
@@ -640,14 +653,13 @@ struct Server::Impl {
                          static_cast<FileSend*>(p)->pump();
                        }),
                        fs);
-      // Finished early (the client went, the server stops): nothing more to do.
-      g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage*, gpointer p) {
-                         auto* f = static_cast<FileSend*>(p);
-                         f->done = true;
-                         f->stopWaiting();
-                         f->loop->file_sends.erase(f);
-                       }),
-                       fs);
+    }
+
+    // The message finished (perhaps early: the client went, the server stops).
+    void finished() {
+      done = true;
+      stopWaiting();
+      loop->file_sends.erase(this);
     }
 
     static gboolean onWritable(GSocket*, GIOCondition, gpointer p) {
@@ -860,14 +872,22 @@ struct Server::Impl {
     st->request.body.append(data, n);
   }
 
-  static void onGotBody(SoupServerMessage*, gpointer user) {
-    auto* st = static_cast<MsgState*>(user);
+  // The server's "request-read": the request body is all in.
+  static void onRequestRead(SoupServer*, SoupServerMessage* msg, gpointer) {
+    MsgState* st = stateOf(msg);
+    if (!st) return;
     st->body_done = true;
     st->loop->body_readers.erase(st);
   }
 
-  static void onFinished(SoupServerMessage*, gpointer user) {
-    auto* st = static_cast<MsgState*>(user);
+  // The server's "request-finished" / "request-aborted": right after the
+  // message's own "finished", and in the same cases.
+  static void onRequestDone(SoupServer*, SoupServerMessage* msg, gpointer) {
+    if (auto* fs = static_cast<FileSend*>(g_object_get_data(G_OBJECT(msg), kFileSendKey))) {
+      fs->finished();
+    }
+    MsgState* st = stateOf(msg);
+    if (!st) return;
     st->loop->body_readers.erase(st);
     if (!st->finished) st->impl->active.fetch_sub(1);
     st->finished = true;
@@ -887,10 +907,10 @@ struct Server::Impl {
     auto* st = new MsgState;
     st->impl = self;
     st->loop = loop;
+    // Its end and its body's are seen through the server's signals
+    // (onRequestRead, onRequestDone): one connection per loop, none per message.
     g_object_set_data_full(G_OBJECT(msg), kStateKey, st,
                            [](gpointer p) { delete static_cast<MsgState*>(p); });
-    g_signal_connect(msg, "finished", G_CALLBACK(onFinished), st);
-    g_signal_connect(msg, "got-body", G_CALLBACK(onGotBody), st);
     self->active.fetch_add(1);
     st->msg = msg;
     loop->reading_heads.erase(msg);
@@ -1228,6 +1248,9 @@ void Server::Impl::Loop::run(std::promise<void>& started, Result<void>& outcome)
   soup_server_add_early_handler(soup, nullptr, &Impl::earlyHandler, this, nullptr);
   soup_server_add_handler(soup, nullptr, &Impl::handler, this, nullptr);
   g_signal_connect(soup, "request-started", G_CALLBACK(&Loop::onRequestStarted), this);
+  g_signal_connect(soup, "request-read", G_CALLBACK(&Impl::onRequestRead), nullptr);
+  g_signal_connect(soup, "request-finished", G_CALLBACK(&Impl::onRequestDone), nullptr);
+  g_signal_connect(soup, "request-aborted", G_CALLBACK(&Impl::onRequestDone), nullptr);
   GSource* sweep = g_timeout_source_new_seconds(1);
   g_source_set_callback(sweep, &Loop::sweepSlow, this, nullptr);
   g_source_attach(sweep, context);
