@@ -707,9 +707,7 @@ struct Server::Impl {
     }
 
     void finish() {
-      done = true;
-      stopWaiting();
-      loop->file_sends.erase(this);
+      finished();
       soup_message_body_complete(soup_server_message_get_response_body(msg));
       if (paused) soup_server_message_unpause(msg);
     }

@@ -40,6 +40,14 @@ int connectTo(std::uint16_t port) {
   return fd;
 }
 
+// Options for a server on a free loopback port with `io_threads` loops.
+ServerOptions loopsOnAnyPort(int io_threads) {
+  ServerOptions o;
+  o.port = 0;
+  o.io_threads = io_threads;
+  return o;
+}
+
 // One request on an open connection; the whole response (Content-Length framed).
 std::string roundTrip(int fd, const std::string& path) {
   const std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
@@ -89,9 +97,7 @@ struct WhereRoute {
 };
 
 TEST(HttpLoopsTest, ConnectionsAreSpreadOverTheLoopsOfOnePort) {
-  ServerOptions o;
-  o.port = 0;
-  o.io_threads = 2;
+  ServerOptions o = loopsOnAnyPort(2);
   Server server(o);
   WhereRoute where;
   where.addTo(server);
@@ -125,9 +131,7 @@ TEST(HttpLoopsTest, ConnectionsAreSpreadOverTheLoopsOfOnePort) {
 }
 
 TEST(HttpLoopsTest, APortAnotherServerHoldsIsRefused) {
-  ServerOptions o;
-  o.port = 0;
-  o.io_threads = 2;
+  ServerOptions o = loopsOnAnyPort(2);
   Server first(o);
   first.route("GET", "/x", [](Request&) { return Response::jsonText(200, "1"); });
   auto started = first.start();
@@ -154,9 +158,7 @@ TEST(HttpLoopsTest, APortAnotherServerHoldsIsRefused) {
 }
 
 TEST(HttpLoopsTest, OneLoopServesEverythingWhenAskedTo) {
-  ServerOptions o;
-  o.port = 0;
-  o.io_threads = 1;
+  ServerOptions o = loopsOnAnyPort(1);
   Server server(o);
   WhereRoute where;
   where.addTo(server);
@@ -187,9 +189,7 @@ TEST(HttpLoopsTest, AClientLeavingMidHeadIsForgotten) {
   const guint handler = g_log_set_handler(
       "libsoup", static_cast<GLogLevelFlags>(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING),
       [](const gchar*, GLogLevelFlags, const gchar*, gpointer) { ++criticals; }, nullptr);
-  ServerOptions o;
-  o.port = 0;
-  o.io_threads = 1;
+  ServerOptions o = loopsOnAnyPort(1);
   o.header_timeout_s = 1;
   Server server(o);
   server.route("GET", "/x", [](Request&) { return Response::jsonText(200, "1"); });
