@@ -446,10 +446,12 @@ class LocalObjectWriter final : public ObjectWriter {
 
 class LocalObjectReader final : public ObjectReader, public LocalFileReader {
  public:
-  LocalObjectReader(std::string key, UniqueFd file, std::uint64_t offset,
+  LocalObjectReader(std::string key, UniqueFd file, const struct stat& st, std::uint64_t offset,
                     std::uint64_t length) noexcept
       : key_(std::move(key)),
         file_(std::move(file)),
+        file_size_(static_cast<std::uint64_t>(st.st_size)),
+        modified_ms_(vessel::plugins::modifiedUnixMs(st)),
         offset_(offset),
         position_(offset),
         length_(length),
@@ -457,6 +459,8 @@ class LocalObjectReader final : public ObjectReader, public LocalFileReader {
 
   int fileDescriptor() const noexcept override { return file_.get(); }
   std::uint64_t rangeOffset() const noexcept override { return offset_; }
+  std::uint64_t fileSize() const noexcept override { return file_size_; }
+  std::int64_t modifiedUnixMs() const noexcept override { return modified_ms_; }
 
   Result<std::size_t> read(std::span<std::byte> buffer) noexcept override {
     return guarded<std::size_t>("read", key_, [&]() -> Result<std::size_t> {
@@ -485,6 +489,8 @@ class LocalObjectReader final : public ObjectReader, public LocalFileReader {
  private:
   std::string key_;
   UniqueFd file_;
+  std::uint64_t file_size_ = 0;
+  std::int64_t modified_ms_ = 0;
   std::uint64_t offset_;
   std::uint64_t position_;
   std::uint64_t length_;
@@ -789,7 +795,7 @@ Result<std::unique_ptr<ObjectReader>> LocalStorage::openReader(
         }
         const std::uint64_t readable = length ? std::min(*length, size - offset) : size - offset;
         return std::unique_ptr<ObjectReader>(
-            new LocalObjectReader(std::string(key), std::move(file), offset, readable));
+            new LocalObjectReader(std::string(key), std::move(file), st, offset, readable));
       });
 }
 

@@ -217,13 +217,10 @@ std::optional<http::Response> mediaResponse(App& app, http::Request& req, bool f
       return whole.error().code == ErrorCode::kNotFound ? notFound()
                                                         : http::errorResponse(whole.error());
     }
-    struct stat st {};
-    if (auto* file = dynamic_cast<const LocalFileReader*>(whole.value().get());
-        file && ::fstat(file->fileDescriptor(), &st) == 0) {
+    if (auto* file = dynamic_cast<const LocalFileReader*>(whole.value().get())) {
       local_file = file;
-      size = static_cast<std::uint64_t>(st.st_size);
-      modified_ms = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000 +
-                    static_cast<std::uint64_t>(st.st_mtim.tv_nsec) / 1000000;
+      size = file->fileSize();
+      modified_ms = static_cast<std::uint64_t>(file->modifiedUnixMs());
       local = std::move(whole).value();
     }
   }

@@ -343,6 +343,28 @@ TEST_F(LocalStorageTest, ReaderOffsetAndLength) {
   EXPECT_NE(missing.error().message.find("'nope'"), std::string::npos);
 }
 
+// The media route sends a reader's file with sendfile and builds its ETag from
+// what the reader says about the whole file: that must be what stat() says,
+// whatever range the reader covers.
+TEST_F(LocalStorageTest, ReaderKnowsItsWholeFile) {
+  put("seg", "0123456789abcdef");
+  auto info = storage_->stat("seg");
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  auto reader = storage_->openReader("seg", 4, 3);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  const auto* file = dynamic_cast<const vessel::LocalFileReader*>(reader.value().get());
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(file->fileSize(), 16u);
+  EXPECT_EQ(file->fileSize(), info.value().size_bytes);
+  EXPECT_EQ(file->modifiedUnixMs(), info.value().modified_unix_ms);
+  EXPECT_GT(file->modifiedUnixMs(), 0);
+  EXPECT_EQ(file->rangeOffset(), 4u);
+  EXPECT_EQ(reader.value()->sizeBytes(), 3u);
+  char buf[3];
+  ASSERT_EQ(::pread(file->fileDescriptor(), buf, 3, 4), 3);
+  EXPECT_EQ(std::string(buf, 3), "456");
+}
+
 TEST_F(LocalStorageTest, StatReportsSize) {
   put("dir/obj", std::string(1234, 'z'));
   auto info = storage_->stat("dir/obj");

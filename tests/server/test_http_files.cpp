@@ -192,6 +192,32 @@ TEST_F(HttpFilesTest, AFileBodyArrivesWholeAndTheConnectionStaysUsable) {
   EXPECT_TRUE(waitReleased(3)) << released_.load() << " of 3 files released";
 }
 
+// The head of a file response is held back (TCP_CORK) to leave with the
+// body's first bytes; the socket must be let go once the body is sent, or
+// every later answer on the connection (smaller than a packet) would wait for
+// the kernel's 200 ms cork timer.
+TEST_F(HttpFilesTest, SmallAnswersAfterAFileBodyAreNotHeldBack) {
+  start();
+  const int fd = connectSmall();
+  ASSERT_GE(fd, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(sendRequest(fd, "GET", "/file?offset=10&count=100"));
+    Reply part = readReply(fd);
+    ASSERT_EQ(part.content_length, 100u) << part.head;
+    EXPECT_TRUE(part.body == content_.substr(10, 100));
+    ASSERT_TRUE(sendRequest(fd, "GET", "/small"));
+    Reply small = readReply(fd);
+    EXPECT_EQ(small.body, "\"small\"") << small.head;
+  }
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  // Held back, the 10 answers take 2 s or more; otherwise a few ms.
+  EXPECT_LT(ms, 1000) << "10 small answers took " << ms << " ms";
+  ::close(fd);
+}
+
 TEST_F(HttpFilesTest, AClientGoneMidBodyCostsOnlyItsConnection) {
   start();
   for (int i = 0; i < 4; ++i) {

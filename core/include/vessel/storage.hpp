@@ -60,14 +60,18 @@ class ObjectReader {
 };
 
 /// Also implemented by readers whose bytes are one local file (storage-local),
-/// so that a server can map the file and hand the mapping to the socket instead
-/// of copying it. Found with dynamic_cast; not part of the plugin ABI.
+/// so that a server can have the kernel send the file to the socket (sendfile)
+/// instead of copying it. Found with dynamic_cast; not part of the plugin ABI.
 class LocalFileReader {
  public:
   virtual ~LocalFileReader();
   /// The open file (owned by the reader) and where the reader's range starts.
   virtual int fileDescriptor() const noexcept = 0;
   virtual std::uint64_t rangeOffset() const noexcept = 0;
+  /// The whole file's size and modification time (as ObjectInfo has them) when
+  /// it was opened: from the open file, so no second stat is needed.
+  virtual std::uint64_t fileSize() const noexcept = 0;
+  virtual std::int64_t modifiedUnixMs() const noexcept = 0;
 };
 
 class Storage {
