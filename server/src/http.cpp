@@ -619,14 +619,17 @@ struct Server::Impl {
   // when all is sent the body is completed and the message unpaused, and
   // libsoup finishes it as usual (keep-alive included). A socket that is full
   // is waited on with a GSource on the loop; a client that stops reading is cut
-  // after request_timeout_s without progress (sweepSlow). The socket is corked
-  // (TCP_CORK) from before the head until the body is sent, so the head leaves
-  // in the body's first full-sized packet, not in a small one of its own: on
-  // loopback each packet costs the sender the receiver's softirq work too, and
-  // the separate head was ~9 % of a segment's CPU (perf, bench/server). SIGPIPE is ignored
-  // process-wide once GIO's GSocket class exists (GLib does it for send()), so
-  // a peer gone mid-send is an EPIPE here, not a signal. Plain HTTP only (there
-  // is no TLS in this server).
+  // after request_timeout_s without progress (sweepSlow).
+  //
+  // The socket is corked (TCP_CORK, nginx's tcp_nopush) from before the head
+  // until the body is sent, so the head leaves in the body's first full-sized
+  // packet, not in a small one of its own. Sending that packet was ~9 % of a
+  // segment's CPU (perf under bench/server; on loopback the sender also pays
+  // for the receiver's softirq work).
+  //
+  // SIGPIPE is ignored process-wide once GIO's GSocket class exists (GLib does
+  // it for send()), so a peer gone mid-send is an EPIPE here, not a signal.
+  // Plain HTTP only (there is no TLS in this server).
   struct FileSend {
     Loop* loop = nullptr;
     SoupServerMessage* msg = nullptr;
