@@ -2,7 +2,6 @@
 // with the HLS MIME types, ETag/304, single-range 206 and cache headers.
 // Only master.m3u8, <rung>/playlist.m3u8 and <rung>/segment_NNN.ts are served
 // (never the original or anything else under the prefix).
-#include <sys/stat.h>
 #include <zlib.h>
 
 #include <chrono>

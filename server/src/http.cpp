@@ -642,9 +642,7 @@ struct Server::Impl {
     // Set once we wait for the socket: by the time anything runs again on the
     // loop, libsoup has found no body to write and paused the message.
     bool paused = false;
-    // TCP_CORK is on from the head to the body's last byte: the head leaves in
-    // the body's first full-sized packet instead of a small one of its own.
-    int corked_fd = -1;
+    int corked_fd = -1;  // the socket while corked (see above); uncork() clears it
 
     ~FileSend() { stopWaiting(); }
 
